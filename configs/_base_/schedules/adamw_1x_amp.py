@@ -1,0 +1,20 @@
+# Published detection schedule (FLSL_SPEC section 8): AdamW lr 5e-5 for a total
+# batch of 8 (auto_scale_lr rescales it), weight decay 0.05 without decay on
+# norms and pos_embed, linear warm-up over 1000 iterations, 12 epochs with lr
+# steps at 8 and 11, fp16.
+max_epochs = 12
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=1)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=1000),
+    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True,
+         milestones=[8, 11], gamma=0.1),
+]
+optim_wrapper = dict(
+    type='AmpOptimWrapper',
+    loss_scale='dynamic',
+    optimizer=dict(type='AdamW', lr=5e-5, betas=(0.9, 0.999), weight_decay=0.05),
+    paramwise_cfg=dict(norm_decay_mult=0.0,
+                       custom_keys={'pos_embed': dict(decay_mult=0.0)}))
+auto_scale_lr = dict(enable=False, base_batch_size=8)

@@ -1,0 +1,10 @@
+from .hooks.flsl_schedule_hook import FLSLScheduleHook
+from .hooks.grad_hooks import FreezeLastLayerHook, PerParamGradClipHook
+from .hooks.non_finite_loss_hook import NonFiniteLossHook
+from .hooks.rng_state_hook import RNGStateHook
+from .hooks.teacher_update_hook import FLSLTeacherUpdateHook
+
+__all__ = [
+    'FLSLScheduleHook', 'FreezeLastLayerHook', 'PerParamGradClipHook',
+    'NonFiniteLossHook', 'RNGStateHook', 'FLSLTeacherUpdateHook'
+]

@@ -1,0 +1,100 @@
+"""Gradient treatments of the reference applied right before each optimiser step.
+
+Both act through ``optimizer.register_step_pre_hook``: that runs after backward,
+after AMP's unscaling and before the update, with or without DDP, which mmengine's
+hooks (before/after the whole ``train_step``) cannot reach.
+"""
+from __future__ import annotations
+
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+from flsl_mm.registry import HOOKS
+
+
+def _unwrap(runner):
+    return runner.model.module if is_model_wrapper(runner.model) else runner.model
+
+
+def _optimizers(runner):
+    wrapper = runner.optim_wrapper
+    if hasattr(wrapper, 'optim_wrappers'):  # OptimWrapperDict
+        return [w.optimizer for w in wrapper.optim_wrappers.values()]
+    return [wrapper.optimizer]
+
+
+def clip_grad_per_param(params, max_norm: float) -> list[float]:
+    """The reference's clipping: each parameter's gradient to norm <= max_norm."""
+    norms = []
+    for p in params:
+        if p.grad is None:
+            continue
+        norm = p.grad.detach().norm(2)
+        norms.append(float(norm))
+        coef = max_norm / (norm + 1e-6)
+        if coef < 1:
+            p.grad.detach().mul_(coef)
+    return norms
+
+
+@HOOKS.register_module()
+class PerParamGradClipHook(Hook):
+    """Clip every parameter's gradient to L2 norm ``max_norm`` (3.0 in FLSL).
+
+    mmengine's ``clip_grad`` clips the *total* norm; the reference clips each
+    parameter on its own, which this hook reproduces.
+    """
+
+    def __init__(self, max_norm: float = 3.0) -> None:
+        self.max_norm = max_norm
+        self._handles = []
+
+    def before_train(self, runner) -> None:
+        params = [p for p in _unwrap(runner).parameters() if p.requires_grad]
+
+        def clip(*_) -> None:  # a step pre-hook must return None
+            clip_grad_per_param(params, self.max_norm)
+
+        for opt in _optimizers(runner):
+            self._handles.append(opt.register_step_pre_hook(clip))
+
+    def after_train(self, runner) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+
+@HOOKS.register_module()
+class FreezeLastLayerHook(Hook):
+    """Drop the student head's last-layer gradients in the first epochs (§2).
+
+    Gradients are set to ``None`` (not zero) so that AdamW neither moves nor decays
+    those weights, as in the reference's ``cancel_gradients_last_layer``.
+    """
+
+    def __init__(self, freeze_last_layer: int = 1) -> None:
+        self.freeze_last_layer = freeze_last_layer
+        self._handles = []
+        self._epoch = 0
+
+    def before_train(self, runner) -> None:
+        params = _unwrap(runner).head.last_layer_parameters()
+
+        def cancel(*_):
+            if self._epoch < self.freeze_last_layer:
+                for p in params:
+                    p.grad = None
+
+        for opt in _optimizers(runner):
+            self._handles.append(opt.register_step_pre_hook(cancel))
+
+    def before_train_epoch(self, runner) -> None:
+        self._epoch = runner.epoch
+
+    def after_train(self, runner) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+
+__all__ = ['PerParamGradClipHook', 'FreezeLastLayerHook', 'clip_grad_per_param']

@@ -1,0 +1,43 @@
+"""Hook that moves the EMA teacher after every optimiser step (§7)."""
+from __future__ import annotations
+
+import math
+
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+from flsl_mm.registry import HOOKS
+
+
+@HOOKS.register_module()
+class FLSLTeacherUpdateHook(Hook):
+    """Call ``model.update_teacher()`` after each training iteration.
+
+    A hook rather than code in ``train_step`` so that it also runs when the model is
+    wrapped in ``MMDistributedDataParallel`` (whose ``train_step`` is its own).
+    mmengine steps the optimiser inside ``train_step``; gradient accumulation
+    (``accumulative_counts > 1``) would need the update only on stepping
+    iterations, so it is refused.
+    """
+
+    priority = 'ABOVE_NORMAL'
+
+    def before_train(self, runner) -> None:
+        counts = getattr(runner.optim_wrapper, '_accumulative_counts', 1)
+        if counts != 1:
+            raise ValueError('FLSLTeacherUpdateHook: accumulative_counts > 1 is not '
+                             'supported (the teacher must follow each optimiser step)')
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs=None) -> None:
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model.update_teacher()
+        runner.message_hub.update_scalar(
+            'train/teacher_momentum', 1 - self._student_weight(model, runner))
+
+    @staticmethod
+    def _student_weight(model, runner) -> float:
+        ema = model.teacher
+        steps = int(ema.steps) - 1
+        cos = (math.cos(math.pi * steps / float(runner.max_iters)) + 1) / 2
+        return ema.end_momentum - (ema.end_momentum - ema.momentum) * cos

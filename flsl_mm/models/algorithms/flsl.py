@@ -1,0 +1,164 @@
+"""The FLSL self-supervised algorithm (student/teacher, mean-shift, loss)."""
+from __future__ import annotations
+
+import copy
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+from mmpretrain.models.selfsup import BaseSelfSupervisor
+from mmpretrain.structures import DataSample
+
+from flsl_mm.registry import MODELS
+from ..utils.mean_shift import mean_shift
+from .teacher_ema import TeacherEMA
+
+
+@MODELS.register_module()
+class FLSL(BaseSelfSupervisor):
+    """FLSL: Feature-Level Self-supervised Learning (Su et al., NeurIPS 2023).
+
+    Inputs (from :class:`FLSLMultiView` + ``SelfSupDataPreprocessor``): a list of
+    view batches ``[teacher_crop, student_view_1, ..., student_view_V]`` and data
+    samples carrying ``query_masks`` (one boolean token mask per student view).
+
+    * The teacher (EMA of the student, drop path 0) encodes the teacher crop.
+    * The student encodes its views, one forward per resolution group.
+    * Queries = student tokens at the mask positions; intra-view mode
+      ``m_sa = mean_shift(q, z_s, beta_sa)``; inter-view mode
+      ``m_ca = mean_shift(q, z_t, beta_ca)`` against the teacher tokens of the
+      same image (broadcast, never copied per view).
+    * Loss = :class:`FLSLLoss` on ``(q, m_sa, g_s(m_sa), g_t(m_ca))``.
+
+    The teacher is updated by :meth:`update_teacher`, called by
+    :class:`FLSLTeacherUpdateHook` after every optimiser step.
+
+    Args:
+        backbone, head, loss: configs of the student's backbone and head, and of
+            :class:`FLSLLoss` (its ``out_dim`` defaults to the head's).
+        beta_sa, beta_ca: mean-shift logit scales (0.1/sqrt(384), 0.2/sqrt(384)).
+        teacher_momentum: student weight of the EMA at the start (0.004, i.e.
+            teacher momentum 0.996); ``teacher_end_momentum`` at the end (0 -> 1).
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 head: dict,
+                 loss: dict | None = None,
+                 beta_sa: float = 0.1 / 384**0.5,
+                 beta_ca: float = 0.2 / 384**0.5,
+                 teacher_momentum: float = 0.004,
+                 teacher_end_momentum: float = 0.0,
+                 data_preprocessor: dict | None = None,
+                 init_cfg: dict | None = None) -> None:
+        super().__init__(backbone=backbone, head=head,
+                         data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        loss = dict(loss or {})
+        loss.setdefault('type', 'FLSLLoss')
+        loss.setdefault('out_dim', self.head.out_channels)
+        self.loss_module = MODELS.build(loss)
+        self.beta_sa = beta_sa
+        self.beta_ca = beta_ca
+
+        teacher_backbone_cfg = copy.deepcopy(backbone)
+        teacher_backbone_cfg['drop_path_rate'] = 0.0
+        teacher_backbone_cfg.pop('init_cfg', None)
+        teacher = nn.ModuleDict(dict(backbone=MODELS.build(teacher_backbone_cfg),
+                                     head=MODELS.build(copy.deepcopy(head))))
+        self.teacher = TeacherEMA(teacher, momentum=teacher_momentum,
+                                  end_momentum=teacher_end_momentum)
+        self.sync_teacher()
+
+    # --------------------------------------------------------------- teacher
+    def _student(self) -> nn.ModuleDict:
+        """The student seen with the teacher's parameter names (not registered)."""
+        student = nn.ModuleDict()
+        # ModuleDict.__setitem__ would register; bypass to keep it a view.
+        student._modules['backbone'] = self.backbone
+        student._modules['head'] = self.head
+        return student
+
+    @torch.no_grad()
+    def sync_teacher(self) -> None:
+        """Teacher := student (at construction and after loading student weights)."""
+        self.teacher.module.load_state_dict(self._student().state_dict())
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        self.sync_teacher()
+
+    @torch.no_grad()
+    def update_teacher(self) -> None:
+        """One EMA step of the teacher towards the current student."""
+        self.teacher.update_parameters(self._student())
+
+    # ------------------------------------------------------------------ loss
+    @staticmethod
+    def _query_index(data_samples: Sequence[DataSample], view: int, num_tokens: int,
+                     device: torch.device) -> torch.Tensor:
+        """``(B, M)`` token indices of the queries of student view ``view``."""
+        rows = []
+        for sample in data_samples:
+            mask = torch.as_tensor(sample.query_masks[view], dtype=torch.bool)
+            if mask.numel() != num_tokens:
+                raise ValueError(f'query mask of student view {view} has '
+                                 f'{mask.numel()} entries but the view has '
+                                 f'{num_tokens} tokens; check the crop size / patch '
+                                 'size of FLSLMultiView against the backbone')
+            rows.append(mask.nonzero().flatten())
+        counts = {len(r) for r in rows}
+        if len(counts) != 1:
+            raise ValueError(f'student view {view}: query counts differ across the '
+                             f'batch ({sorted(counts)})')
+        return torch.stack(rows).to(device)
+
+    def loss(self, inputs: list[torch.Tensor],
+             data_samples: list[DataSample]) -> dict[str, torch.Tensor]:
+        if not isinstance(inputs, (list, tuple)) or len(inputs) < 2:
+            raise ValueError('FLSL expects a list of views [teacher, student...] '
+                             '(use FLSLMultiView in the pipeline)')
+        teacher_img, student_imgs = inputs[0], list(inputs[1:])
+        with torch.no_grad():
+            z_t = self.teacher.module.backbone(teacher_img)  # B x Nt x C
+
+        queries, sa_modes, ca_modes = [], [], []
+        view = 0
+        for group in self._resolution_groups(student_imgs):
+            num_views = len(group)
+            batch = group[0].shape[0]
+            z_s = self.backbone(torch.cat(group))  # (V*B) x N x C
+            n, c = z_s.shape[1:]
+            z_s = z_s.reshape(num_views, batch, n, c)
+            index = torch.stack([
+                self._query_index(data_samples, view + v, n, z_s.device)
+                for v in range(num_views)])  # V x B x M
+            q = torch.gather(z_s, 2, index.unsqueeze(-1).expand(-1, -1, -1, c))
+            sa = mean_shift(q, z_s, self.beta_sa)
+            with torch.no_grad():
+                ca = mean_shift(q.detach().to(z_t.dtype), z_t.unsqueeze(0), self.beta_ca)
+            queries.append(q.reshape(-1, c))
+            sa_modes.append(sa.reshape(-1, c))
+            ca_modes.append(ca.reshape(-1, c))
+            view += num_views
+
+        q, sa, ca = torch.cat(queries), torch.cat(sa_modes), torch.cat(ca_modes)
+        student_logits = self.head(sa)
+        with torch.no_grad():
+            teacher_logits = self.teacher.module.head(ca)
+        return self.loss_module(q, sa, student_logits, teacher_logits)
+
+    @staticmethod
+    def _resolution_groups(views: list[torch.Tensor]) -> list[list[torch.Tensor]]:
+        """Consecutive views of equal size, forwarded together (DINO's wrapper)."""
+        groups: list[list[torch.Tensor]] = []
+        for v in views:
+            if groups and groups[-1][0].shape[-2:] == v.shape[-2:]:
+                groups[-1].append(v)
+            else:
+                groups.append([v])
+        return groups
+
+    def extract_feat(self, inputs: torch.Tensor, use_teacher: bool = True):
+        """Tokens of the teacher (default: the model FLSL trains for downstream)."""
+        backbone = self.teacher.module.backbone if use_teacher else self.backbone
+        return backbone(inputs)

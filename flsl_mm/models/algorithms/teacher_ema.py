@@ -1,0 +1,28 @@
+"""EMA teacher of FLSL: mmpretrain's ``CosineEMA`` with the DINO first step."""
+from __future__ import annotations
+
+import torch.nn as nn
+from mmpretrain.models.utils import CosineEMA
+
+
+class TeacherEMA(CosineEMA):
+    """``teacher = (1 - m) * teacher + m * student`` with cosine ``m`` (§7).
+
+    ``momentum`` is the weight of the *student* (mmpretrain's convention): the
+    sheet's teacher momentum 0.996 -> 1 is ``momentum=0.004, end_momentum=0``.
+    The only change to :class:`CosineEMA`: mmengine's ``AveragedModel`` *copies*
+    the source on its first update; FLSL's teacher already starts as a copy of the
+    student, so every update, the first included, is an EMA step at iteration
+    ``steps`` (0-based), as in the reference.
+    """
+
+    def update_parameters(self, model: nn.Module) -> None:
+        src = (model.state_dict() if self.update_buffers
+               else dict(model.named_parameters()))
+        for key, avg in self.avg_parameters.items():
+            if avg.dtype.is_floating_point:
+                self.avg_func(avg.data, src[key].data.to(avg.device), int(self.steps))
+        if not self.update_buffers:
+            for b_avg, b_src in zip(self.module.buffers(), model.buffers()):
+                b_avg.data.copy_(b_src.data.to(b_avg.device))
+        self.steps += 1

@@ -1,0 +1,166 @@
+"""FLSL Vision Transformer backbone: a ViT without class token (FLSL_SPEC §1)."""
+from __future__ import annotations
+
+from functools import partial
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+from mmengine.model import BaseModule
+from timm.layers import PatchEmbed, trunc_normal_
+from timm.models.vision_transformer import Block
+
+from flsl_mm.registry import MODELS
+from ..utils.pos_embed import get_2d_sincos_pos_embed, resize_pos_embed
+
+
+@MODELS.register_module()
+class FLSLViT(BaseModule):
+    """ViT of FLSL: patch tokens only, fixed 2-D sin-cos position embedding.
+
+    Built from timm's ``Block`` (fused ``scaled_dot_product_attention``); state-dict
+    names are those of the official FLSL / DINO ViTs (``patch_embed.proj``,
+    ``blocks.i.attn.qkv``, ``blocks.i.mlp.fc1``, ``norm``, ...).
+
+    Args:
+        arch: ``'tiny'``, ``'small'`` or ``'base'`` (or a dict with ``embed_dims``,
+            ``num_layers``, ``num_heads``).
+        patch_size: 16 or 8.
+        img_size: the size whose token grid the fixed embedding is made for (224);
+            other inputs get the embedding resized as the reference does.
+        drop_path_rate: stochastic depth, linear over depth.
+        final_norm: apply the final LayerNorm to the all-token output
+            (``post_layernorm`` of the reference).
+        out_type: ``'tokens'`` -> ``B x N x C`` after the final norm (pretraining);
+            ``'featmap'`` -> tuple of ``B x C x H/p x W/p`` maps of the blocks in
+            ``out_indices`` (dense tasks, taken before the final norm).
+        out_indices: blocks whose outputs are returned in ``'featmap'`` mode.
+        frozen_stages: number of leading blocks (with the patch embedding) frozen.
+    """
+
+    arch_zoo = {
+        'tiny': dict(embed_dims=192, num_layers=12, num_heads=3),
+        'small': dict(embed_dims=384, num_layers=12, num_heads=6),
+        'base': dict(embed_dims=768, num_layers=12, num_heads=12),
+    }
+
+    def __init__(self,
+                 arch: str | dict = 'small',
+                 patch_size: int = 16,
+                 img_size: int = 224,
+                 in_channels: int = 3,
+                 mlp_ratio: float = 4.0,
+                 qkv_bias: bool = True,
+                 drop_path_rate: float = 0.0,
+                 final_norm: bool = True,
+                 out_type: str = 'tokens',
+                 out_indices: Sequence[int] = (3, 5, 7, 11),
+                 frozen_stages: int = -1,
+                 init_cfg: dict | list | None = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if isinstance(arch, str):
+            if arch not in self.arch_zoo:
+                raise KeyError(f'FLSLViT: unknown arch {arch!r}; choose one of '
+                               f'{sorted(self.arch_zoo)} or pass a dict')
+            arch = self.arch_zoo[arch]
+        if out_type not in ('tokens', 'featmap'):
+            raise ValueError(f"out_type must be 'tokens' or 'featmap', got {out_type!r}")
+        self.embed_dims = int(arch['embed_dims'])
+        self.num_layers = int(arch['num_layers'])
+        self.num_heads = int(arch['num_heads'])
+        self.patch_size = patch_size
+        self.grid_size = img_size // patch_size
+        self.out_type = out_type
+        self.out_indices = [i % self.num_layers for i in out_indices]
+        self.frozen_stages = frozen_stages
+
+        self.patch_embed = PatchEmbed(img_size=img_size, patch_size=patch_size,
+                                      in_chans=in_channels,
+                                      embed_dim=self.embed_dims, strict_img_size=False,
+                                      dynamic_img_pad=False)
+        pos = get_2d_sincos_pos_embed(self.embed_dims, self.grid_size)
+        # Fixed, not trained; persistent so that checkpoints carry it like the
+        # reference's (frozen) parameter does.
+        self.register_buffer('pos_embed', pos.unsqueeze(0), persistent=True)
+
+        dpr = torch.linspace(0, drop_path_rate, self.num_layers).tolist()
+        norm_layer = partial(nn.LayerNorm, eps=1e-6)
+        self.blocks = nn.ModuleList([
+            Block(dim=self.embed_dims, num_heads=self.num_heads, mlp_ratio=mlp_ratio,
+                  qkv_bias=qkv_bias, drop_path=dpr[i], norm_layer=norm_layer)
+            for i in range(self.num_layers)
+        ])
+        self.norm = norm_layer(self.embed_dims) if final_norm else nn.Identity()
+        self._init_reference_weights()
+        self._freeze_stages()
+
+    # ------------------------------------------------------------------ init
+    def _init_reference_weights(self) -> None:
+        """trunc_normal(.02) Linear weights, zero biases, LayerNorm (1, 0)."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                trunc_normal_(m.weight, std=.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def init_weights(self) -> None:
+        # Random init happens in __init__ (the reference's); only a Pretrained
+        # init_cfg has anything left to do here.
+        if self.init_cfg is not None:
+            super().init_weights()
+
+    def _freeze_stages(self) -> None:
+        if self.frozen_stages < 0:
+            return
+        modules = [self.patch_embed] + list(self.blocks[:self.frozen_stages])
+        for m in modules:
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        return self
+
+    # --------------------------------------------------------------- forward
+    def interpolate_pos_encoding(self, h: int, w: int) -> torch.Tensor:
+        """Position embedding for an ``h x w`` token grid (FLSL_SPEC §1)."""
+        return resize_pos_embed(self.pos_embed, self.grid_size, (h, w))
+
+    def prepare_tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        if x.shape[-2] % self.patch_size or x.shape[-1] % self.patch_size:
+            raise ValueError(f'FLSLViT: input {tuple(x.shape[-2:])} is not divisible '
+                             f'by the patch size {self.patch_size}; pad it first')
+        h, w = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
+        tokens = self.patch_embed(x)  # B x N x C (timm flattens row-major)
+        return tokens + self.interpolate_pos_encoding(h, w).to(tokens.dtype), (h, w)
+
+    def forward(self, x: torch.Tensor):
+        tokens, (h, w) = self.prepare_tokens(x)
+        if self.out_type == 'tokens':
+            for blk in self.blocks:
+                tokens = blk(tokens)
+            return self.norm(tokens)
+        outs = []
+        for i, blk in enumerate(self.blocks):
+            tokens = blk(tokens)
+            if i in self.out_indices:
+                b, _, c = tokens.shape
+                outs.append(tokens.transpose(1, 2).reshape(b, c, h, w).contiguous())
+        return tuple(outs)
+
+    def get_layer_depth(self, param_name: str, prefix: str = '') -> tuple[int, int]:
+        """Layer id for layer-wise lr decay (ViTDet / BEiT convention)."""
+        num_layers = self.num_layers + 2
+        if not param_name.startswith(prefix):
+            return num_layers - 1, num_layers
+        name = param_name[len(prefix):]
+        if name.startswith(('patch_embed', 'pos_embed')):
+            return 0, num_layers
+        if name.startswith('blocks.'):
+            return int(name.split('.')[1]) + 1, num_layers
+        return num_layers - 1, num_layers

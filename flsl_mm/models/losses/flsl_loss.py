@@ -1,0 +1,101 @@
+"""FLSL objective: mean-shift, k-means and volume-maximisation terms (§6)."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from flsl_mm.registry import MODELS
+from flsl_mm.utils.dist import all_reduce_mean, all_reduce_mean_identity_grad
+
+
+def meanshift_loss(queries: torch.Tensor, modes: torch.Tensor) -> torch.Tensor:
+    """``L_ms = 2 - 2 * mean(cos(q, m_sa))`` over all queries (rows)."""
+    return 2 - 2 * F.cosine_similarity(queries.float(), modes.float(), dim=-1).mean()
+
+
+def kmeans_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor,
+                student_temp: float) -> torch.Tensor:
+    """``L_km = mean(-sum_k p_t log p_s)``, ``p_s = softmax(logits / tau_s)``."""
+    log_ps = F.log_softmax(student_logits.float() / student_temp, dim=-1)
+    return torch.sum(-teacher_probs * log_ps, dim=-1).mean()
+
+
+def vmr_loss(student_logits: torch.Tensor, student_temp: float) -> torch.Tensor:
+    """Volume-maximisation regulariser ``KL(pbar || uniform)``.
+
+    ``pbar`` is the mean of ``p_s`` over the queries of this process, averaged over
+    all processes (all-reduce; the gradient passes through unchanged).
+    """
+    probs = F.softmax(student_logits.float() / student_temp, dim=-1)
+    pbar = all_reduce_mean_identity_grad(probs.mean(dim=0))
+    return torch.special.xlogy(pbar, pbar).sum() + math.log(pbar.numel())
+
+
+@MODELS.register_module()
+class FLSLLoss(nn.Module):
+    """``upsilon * L_ms + eta * L_km + gamma * L_vmr`` (FLSL_SPEC §6).
+
+    ``teacher_temp`` and ``upsilon`` are plain attributes so that
+    :class:`FLSLScheduleHook` can schedule them. The three terms come back
+    separately (``loss_meanshift``, ``loss_kmeans``, ``loss_vmr``), each already
+    weighted, so mmengine sums them and logs each.
+
+    Args:
+        out_dim: K, the number of prototypes.
+        upsilon, eta, gamma: weights of the three terms (0.03, 1.0, 5.0).
+        student_temp: tau_s (0.1).
+        teacher_temp: tau_t at the start (0.04; warmed up by the schedule hook).
+        use_centering: DINO centering of the teacher logits *instead of* VMR
+            (then ``loss_vmr`` is not computed).
+        center_momentum: EMA momentum of the centre (0.9).
+    """
+
+    def __init__(self,
+                 out_dim: int,
+                 upsilon: float = 0.03,
+                 eta: float = 1.0,
+                 gamma: float = 5.0,
+                 student_temp: float = 0.1,
+                 teacher_temp: float = 0.04,
+                 use_centering: bool = False,
+                 center_momentum: float = 0.9) -> None:
+        super().__init__()
+        self.out_dim = out_dim
+        self.upsilon = upsilon
+        self.eta = eta
+        self.gamma = gamma
+        self.student_temp = student_temp
+        self.teacher_temp = teacher_temp
+        self.use_centering = use_centering
+        self.center_momentum = center_momentum
+        self.register_buffer('center', torch.zeros(1, out_dim))
+
+    @torch.no_grad()
+    def teacher_probs(self, teacher_logits: torch.Tensor) -> torch.Tensor:
+        logits = teacher_logits.float()
+        if self.use_centering:
+            logits = logits - self.center
+        return F.softmax(logits / self.teacher_temp, dim=-1)
+
+    @torch.no_grad()
+    def update_center(self, teacher_logits: torch.Tensor) -> None:
+        batch_center = all_reduce_mean(teacher_logits.float().mean(dim=0, keepdim=True))
+        self.center.mul_(self.center_momentum).add_(
+            batch_center * (1 - self.center_momentum))
+
+    def forward(self, queries: torch.Tensor, sa_modes: torch.Tensor,
+                student_logits: torch.Tensor, teacher_logits: torch.Tensor
+                ) -> dict[str, torch.Tensor]:
+        """All inputs are flattened over queries: ``(Q, C)`` / ``(Q, K)``."""
+        p_t = self.teacher_probs(teacher_logits)
+        losses = dict(
+            loss_meanshift=self.upsilon * meanshift_loss(queries, sa_modes),
+            loss_kmeans=self.eta * kmeans_loss(student_logits, p_t, self.student_temp))
+        if self.use_centering:
+            self.update_center(teacher_logits)
+        else:
+            losses['loss_vmr'] = self.gamma * vmr_loss(student_logits, self.student_temp)
+        return losses

@@ -1,0 +1,3 @@
+from .vit_fpn_adapter import ViTFPNAdapter
+
+__all__ = ['ViTFPNAdapter']

@@ -1,0 +1,33 @@
+"""Distributed helpers that the FLSL loss needs."""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def all_reduce_mean_identity_grad(x: torch.Tensor) -> torch.Tensor:
+    """Mean of ``x`` over all processes; the backward pass is the identity.
+
+    Forward: ``all_reduce(x) / world_size``. Backward: ``d out / d x = I`` (the
+    reference's behaviour for the VMR batch mean: each process back-propagates its
+    own contribution as if it were the global mean).
+    """
+    if not is_distributed():
+        return x
+    reduced = x.detach().clone()
+    dist.all_reduce(reduced)
+    reduced /= dist.get_world_size()
+    return x + (reduced - x.detach())
+
+
+def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
+    """Mean over all processes, no gradient (for EMA statistics)."""
+    if not is_distributed():
+        return x
+    reduced = x.detach().clone()
+    dist.all_reduce(reduced)
+    return reduced / dist.get_world_size()

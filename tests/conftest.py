@@ -1,0 +1,24 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+os.environ.setdefault('OMP_NUM_THREADS', '2')
+
+import flsl_mm  # noqa: E402,F401  (registers components, applies compat fixes)
+
+
+@pytest.fixture(scope='session')
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope='session')
+def demo_root(tmp_path_factory) -> Path:
+    """A small demo data set shared by the whole session."""
+    from flsl_mm.datasets import make_demo_data
+    root = tmp_path_factory.mktemp('demo') / 'flsl_demo'
+    return make_demo_data(root, num_train=16, num_val=8, img_size=(96, 128), seed=0)

@@ -1,0 +1,119 @@
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from flsl_mm.engine import (FLSLScheduleHook, FreezeLastLayerHook,
+                            NonFiniteLossHook, PerParamGradClipHook)
+from flsl_mm.engine.hooks.flsl_schedule_hook import cosine_value, teacher_temp_at
+from flsl_mm.engine.hooks.grad_hooks import clip_grad_per_param
+from flsl_mm.models import FLSLHead
+
+
+def test_teacher_temp_warmup_is_linspace_then_constant():
+    import numpy as np
+    ref = np.concatenate([np.linspace(0.04, 0.07, 30), np.full(270, 0.07)])
+    for e in (0, 1, 15, 29, 30, 299):
+        assert teacher_temp_at(e, 0.04, 0.07, 30) == pytest.approx(ref[e])
+
+
+def test_cosine_schedule_endpoints_and_midpoint():
+    assert cosine_value(0.5, 0.03, 0, 100) == pytest.approx(0.5)
+    assert cosine_value(0.5, 0.03, 50, 100) == pytest.approx((0.5 + 0.03) / 2)
+    assert cosine_value(0.5, 0.03, 100, 100) == pytest.approx(0.03)
+
+
+class _Hub:
+    def __init__(self):
+        self.scalars = {}
+
+    def update_scalar(self, k, v):
+        self.scalars[k] = v
+
+
+def test_schedule_hook_sets_model_attributes():
+    loss = SimpleNamespace(upsilon=0.03, teacher_temp=0.04)
+    model = SimpleNamespace(loss_module=loss, beta_sa=0.1, beta_ca=0.2)
+    runner = SimpleNamespace(model=model, iter=0, max_iters=10, epoch=0,
+                             message_hub=_Hub())
+    hook = FLSLScheduleHook(warmup_teacher_temp_epochs=3, start_intraview=1.0,
+                            start_beta_ca=0.4)
+    hook.before_train(runner)
+    hook.before_train_iter(runner, 0)
+    assert loss.upsilon == pytest.approx(1.0) and model.beta_ca == pytest.approx(0.4)
+    assert model.beta_sa == 0.1 and loss.teacher_temp == pytest.approx(0.04)
+    runner.iter, runner.epoch = 5, 1
+    hook.before_train_iter(runner, 0)
+    assert loss.upsilon == pytest.approx((1.0 + 0.03) / 2)
+    assert model.beta_ca == pytest.approx(0.3)
+    assert loss.teacher_temp == pytest.approx(0.055)
+
+
+def test_per_param_clip():
+    a = torch.nn.Parameter(torch.zeros(2))
+    b = torch.nn.Parameter(torch.zeros(2))
+    a.grad = torch.tensor([3.0, 4.0])  # norm 5 -> clipped to 3
+    b.grad = torch.tensor([0.3, 0.4])  # norm .5 -> untouched
+    clip_grad_per_param([a, b], 3.0)
+    assert a.grad.norm().item() == pytest.approx(3.0, rel=1e-5)
+    torch.testing.assert_close(b.grad, torch.tensor([0.3, 0.4]))
+
+
+def _runner_with_optimizer(model, epoch=0):
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                            lr=0.1, weight_decay=0.5)
+    return SimpleNamespace(model=model, optim_wrapper=SimpleNamespace(optimizer=opt),
+                           epoch=epoch), opt
+
+
+def test_freeze_last_layer_drops_grads_in_first_epoch_only():
+    model = torch.nn.Module()
+    model.head = FLSLHead(in_channels=4, out_channels=3, hidden_channels=5,
+                          bottleneck_channels=2, norm_last_layer=False)
+    runner, opt = _runner_with_optimizer(model)
+    hook = FreezeLastLayerHook(freeze_last_layer=1)
+    hook.before_train(runner)
+    hook.before_train_epoch(runner)
+    v = model.head.last_layer.parametrizations.weight.original1
+    before = v.detach().clone()
+    model.head(torch.randn(2, 4)).sum().backward()
+    opt.step()
+    torch.testing.assert_close(v.detach(), before)  # neither moved nor decayed
+    assert model.head.mlp[0].weight.grad is not None
+    runner.epoch = 1
+    hook.before_train_epoch(runner)
+    opt.zero_grad()
+    model.head(torch.randn(2, 4)).sum().backward()
+    opt.step()
+    assert not torch.equal(v.detach(), before)
+    hook.after_train(runner)
+
+
+def test_grad_clip_hook_runs_before_step():
+    model = torch.nn.Linear(2, 1, bias=False)
+    runner, opt = _runner_with_optimizer(model)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    runner.optim_wrapper.optimizer = opt
+    hook = PerParamGradClipHook(max_norm=1.0)
+    hook.before_train(runner)
+    w0 = model.weight.detach().clone()
+    model.weight.grad = torch.tensor([[30.0, 40.0]])
+    opt.step()
+    torch.testing.assert_close(model.weight.detach(), w0 - torch.tensor([[0.6, 0.8]]),
+                               rtol=1e-4, atol=1e-5)
+    hook.after_train(runner)
+
+
+def test_non_finite_loss_names_terms():
+    hook = NonFiniteLossHook()
+    runner = SimpleNamespace(iter=6, epoch=0)
+    outputs = dict(loss=torch.tensor(math.nan), loss_meanshift=torch.tensor(0.1),
+                   loss_kmeans=torch.tensor(math.nan), loss_vmr=torch.tensor(0.2))
+    with pytest.raises(FloatingPointError) as err:
+        hook.after_train_iter(runner, 0, outputs=outputs)
+    msg = str(err.value)
+    assert 'iteration 7' in msg
+    for name in ('loss_meanshift=0.1', 'loss_kmeans=nan', 'loss_vmr=0.2'):
+        assert name in msg
+    hook.after_train_iter(runner, 0, outputs=dict(loss=torch.tensor(1.0)))

@@ -1,0 +1,106 @@
+import copy
+
+import pytest
+import torch
+from mmengine.logging import MessageHub
+from mmpretrain.structures import DataSample
+
+from flsl_mm.datasets import query_mask
+from flsl_mm.models import FLSL, mean_shift
+
+TINY = dict(
+    backbone=dict(type='FLSLViT', arch=dict(embed_dims=32, num_layers=2, num_heads=2),
+                  patch_size=16, drop_path_rate=0.1),
+    head=dict(type='FLSLHead', in_channels=32, out_channels=16, hidden_channels=24,
+              bottleneck_channels=8),
+)
+
+
+def make_batch(b=2, g=64, loc=32):
+    torch.manual_seed(1)
+    inputs = [torch.randn(b, 3, g, g), torch.randn(b, 3, g, g),
+              torch.randn(b, 3, loc, loc), torch.randn(b, 3, loc, loc)]
+    samples = []
+    for _ in range(b):
+        s = DataSample()
+        s.set_field([query_mask(4, 2), query_mask(2, 2), query_mask(2, 2)],
+                    'query_masks')
+        samples.append(s)
+    return inputs, samples
+
+
+def build():
+    torch.manual_seed(0)
+    return FLSL(**copy.deepcopy(TINY))
+
+
+def test_teacher_starts_as_student_copy_without_drop_path():
+    model = build()
+    for (n, p), (_, t) in zip(model._student().named_parameters(),
+                              model.teacher.module.named_parameters()):
+        torch.testing.assert_close(p, t, msg=n)
+    assert all(isinstance(b.drop_path1, torch.nn.Identity)
+               for b in model.teacher.module.backbone.blocks)
+    assert not isinstance(model.backbone.blocks[1].drop_path1, torch.nn.Identity)
+    assert not any(p.requires_grad for p in model.teacher.parameters())
+
+
+def test_loss_matches_manual_computation():
+    model = build().eval()  # eval: no drop path, so the manual path matches
+    inputs, samples = make_batch()
+    losses = model.loss(inputs, samples)
+    assert set(losses) == {'loss_meanshift', 'loss_kmeans', 'loss_vmr'}
+    # manual: per view, queries at the mask, SA within the view, CA to teacher
+    zt = model.teacher.module.backbone(inputs[0])
+    qs, sas, cas = [], [], []
+    for v, x in enumerate(inputs[1:]):
+        z = model.backbone(x)
+        for b in range(x.shape[0]):
+            mask = torch.as_tensor(samples[b].query_masks[v])
+            q = z[b][mask]
+            qs.append(q)
+            sas.append(mean_shift(q, z[b], model.beta_sa))
+            cas.append(mean_shift(q, zt[b], model.beta_ca))
+    # order differs (ours groups views), losses are means so compare sums
+    q, sa, ca = torch.cat(qs), torch.cat(sas), torch.cat(cas)
+    expected = model.loss_module(q, sa, model.head(sa), model.teacher.module.head(ca))
+    for k in expected:
+        assert losses[k].item() == pytest.approx(expected[k].item(), rel=1e-5)
+
+
+def test_gradients_reach_student_only():
+    model = build()
+    inputs, samples = make_batch()
+    sum(model.loss(inputs, samples).values()).backward()
+    assert model.backbone.patch_embed.proj.weight.grad is not None
+    assert model.head.mlp[0].weight.grad is not None
+    assert all(p.grad is None for p in model.teacher.parameters())
+
+
+def test_teacher_moves_only_by_scheduled_ema():
+    model = build()
+    hub = MessageHub.get_current_instance()
+    hub.update_info('max_iters', 10)
+    teacher0 = {k: v.clone() for k, v in model.teacher.module.named_parameters()}
+    with torch.no_grad():
+        for p in model.backbone.parameters():
+            p.add_(1.0)
+    model.update_teacher()  # iteration 0: student weight m = 0.004
+    for k, p in model.teacher.module.named_parameters():
+        src = dict(model._student().named_parameters())[k]
+        torch.testing.assert_close(p, 0.996 * teacher0[k] + 0.004 * src)
+    # iteration 5 of 10: m = 0.004 * (1 + cos(pi/2)) / 2 = 0.002
+    model.teacher.steps.fill_(5)
+    before = {k: v.clone() for k, v in model.teacher.module.named_parameters()}
+    model.update_teacher()
+    for k, p in model.teacher.module.named_parameters():
+        src = dict(model._student().named_parameters())[k]
+        torch.testing.assert_close(p, 0.998 * before[k] + 0.002 * src)
+
+
+def test_mask_size_mismatch_is_explained():
+    model = build()
+    inputs, samples = make_batch()
+    samples[0].query_masks[0] = query_mask(5, 2)
+    with pytest.raises(ValueError, match='query mask of student view 0'):
+        model.loss(inputs, samples)

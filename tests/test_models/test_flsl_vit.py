@@ -1,0 +1,58 @@
+import pytest
+import torch
+
+from flsl_mm.models import FLSLViT, get_2d_sincos_pos_embed, resize_pos_embed
+
+
+def test_tokens_shape_no_class_token_and_final_norm():
+    torch.manual_seed(0)
+    model = FLSLViT(arch='tiny', patch_size=16).eval()
+    out = model(torch.randn(2, 3, 96, 160))
+    assert out.shape == (2, 6 * 10, 192)
+    # post LayerNorm (weight 1, bias 0): every token has ~zero mean, unit variance
+    torch.testing.assert_close(out.mean(-1), torch.zeros(2, 60), atol=1e-5, rtol=0)
+    no_norm = FLSLViT(arch='tiny', patch_size=16, final_norm=False)
+    assert isinstance(no_norm.norm, torch.nn.Identity)
+
+
+def test_fixed_pos_embed_and_reference_names():
+    model = FLSLViT(arch='small', patch_size=16)
+    torch.testing.assert_close(model.pos_embed[0], get_2d_sincos_pos_embed(384, 14))
+    assert not any(n == 'pos_embed' for n, _ in model.named_parameters())
+    keys = set(model.state_dict())
+    for k in ('patch_embed.proj.weight', 'pos_embed', 'blocks.0.attn.qkv.weight',
+              'blocks.0.attn.qkv.bias', 'blocks.11.mlp.fc2.weight', 'norm.weight',
+              'blocks.3.norm1.weight'):
+        assert k in keys
+    assert not any('cls_token' in k for k in keys)
+    assert model.blocks[0].attn.fused_attn  # timm's SDPA path
+
+
+def test_pos_embed_resized_per_input():
+    model = FLSLViT(arch='tiny', patch_size=16)
+    pe = model.interpolate_pos_encoding(6, 10)
+    torch.testing.assert_close(pe, resize_pos_embed(model.pos_embed, 14, (6, 10)))
+
+
+def test_featmap_mode_and_drop_path():
+    model = FLSLViT(arch='tiny', patch_size=8, out_type='featmap',
+                    out_indices=(3, 5, 7, 11), drop_path_rate=0.1)
+    outs = model(torch.randn(1, 3, 64, 96))
+    assert [o.shape for o in outs] == [(1, 192, 8, 12)] * 4
+    rates = [getattr(blk.drop_path1, 'drop_prob', 0.0) for blk in model.blocks]
+    assert rates[0] == 0 and rates[-1] == pytest.approx(0.1)
+    assert rates[6] == pytest.approx(0.1 * 6 / 11)  # linear over depth
+
+
+def test_bad_input_size_and_arch_messages():
+    model = FLSLViT(arch='tiny')
+    with pytest.raises(ValueError, match='not divisible by the patch size 16'):
+        model(torch.randn(1, 3, 100, 96))
+    with pytest.raises(KeyError, match='unknown arch'):
+        FLSLViT(arch='huge')
+
+
+def test_gradients_flow():
+    model = FLSLViT(arch='tiny')
+    model(torch.randn(1, 3, 32, 32)).sum().backward()
+    assert model.patch_embed.proj.weight.grad is not None

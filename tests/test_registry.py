@@ -1,0 +1,43 @@
+"""Every flsl_mm component resolves by name from mmpretrain- and mmdet-scoped
+configs (registered once, in mmengine's root registries)."""
+import pytest
+from mmengine.registry import DefaultScope
+
+import flsl_mm.registry as reg
+
+COMPONENTS = [
+    ('MODELS', 'FLSLViT'), ('MODELS', 'FLSLHead'), ('MODELS', 'FLSLLoss'),
+    ('MODELS', 'FLSL'), ('MODELS', 'ViTFPNAdapter'), ('TRANSFORMS', 'FLSLMultiView'),
+    ('HOOKS', 'FLSLScheduleHook'), ('HOOKS', 'FLSLTeacherUpdateHook'),
+    ('HOOKS', 'FreezeLastLayerHook'), ('HOOKS', 'PerParamGradClipHook'),
+    ('HOOKS', 'NonFiniteLossHook'), ('HOOKS', 'RNGStateHook'),
+    ('DATASETS', 'DemoImageDataset'), ('DATASETS', 'DemoCocoDataset'),
+]
+
+
+def _all_registered():
+    names = set()
+    for reg_name in ('MODELS', 'TRANSFORMS', 'HOOKS', 'DATASETS', 'METRICS'):
+        registry = getattr(reg, reg_name)
+        for key, cls in registry.module_dict.items():
+            if cls.__module__.startswith('flsl_mm'):
+                names.add((reg_name, key))
+    return names
+
+
+def test_list_covers_every_registered_component():
+    registered = _all_registered()
+    assert set(COMPONENTS) <= registered
+    missing = registered - set(COMPONENTS)
+    assert not missing, f'add {missing} to COMPONENTS'
+
+
+@pytest.mark.parametrize('scope', ['mmpretrain', 'mmdet'])
+@pytest.mark.parametrize('registry_name,name', COMPONENTS)
+def test_resolvable_from_scope(scope, registry_name, name):
+    import importlib
+    lib_registry = getattr(importlib.import_module(f'{scope}.registry'), registry_name)
+    root = getattr(reg, registry_name)
+    with DefaultScope.overwrite_default_scope(scope):
+        cls = lib_registry.get(name)
+    assert cls is not None and cls is root.get(name)

@@ -1,0 +1,75 @@
+#!/usr/bin/env python
+"""Convert an FLSL pretraining checkpoint into an mmdet backbone checkpoint.
+
+Reads flsl_mm pretraining checkpoints (teacher by default, --student), the
+authors' released format, or plain ViT state dicts with a class token. Prints the
+keys it kept and dropped, refuses a checkpoint of another arch, and writes
+``{'state_dict': {'backbone.*': ...}}`` for ``init_cfg=dict(type='Pretrained',
+checkpoint=OUT, prefix='backbone.')`` or ``load_from``.
+"""
+import argparse
+import os
+import sys
+import tempfile
+
+import torch
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('src', help='pretraining checkpoint')
+    p.add_argument('dst', help='output .pth')
+    p.add_argument('--arch', default='small', choices=['tiny', 'small', 'base'])
+    p.add_argument('--patch-size', type=int, default=16, choices=[8, 16])
+    p.add_argument('--student', action='store_true',
+                   help='take the student backbone instead of the teacher')
+    p.add_argument('--keep-final-norm', action='store_true',
+                   help='keep norm.* (for backbones built with final_norm=True)')
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from flsl_mm.models.utils.convert import (CheckpointFormatError,
+                                              convert_for_detection)
+    if not os.path.isfile(args.src):
+        print(f'error: {args.src}: no such file', file=sys.stderr)
+        return 2
+    try:
+        ckpt = torch.load(args.src, map_location='cpu', weights_only=False)
+    except Exception as exc:  # corrupt or not a torch file
+        print(f'error: {args.src}: cannot be read as a torch checkpoint ({exc})',
+              file=sys.stderr)
+        return 2
+    try:
+        out, conv = convert_for_detection(ckpt, args.arch, args.patch_size,
+                                          student=args.student,
+                                          keep_final_norm=args.keep_final_norm)
+    except CheckpointFormatError as exc:
+        print(f'error: {args.src}: {exc}', file=sys.stderr)
+        return 2
+    print(f'{args.src}: {conv.source_format} format, '
+          f'{"student" if args.student else "teacher"} backbone, '
+          f'{len(out["state_dict"])} tensors kept')
+    if conv.dropped:
+        shown = ', '.join(conv.dropped[:8])
+        more = f' (+{len(conv.dropped) - 8} more)' if len(conv.dropped) > 8 else ''
+        print(f'dropped {len(conv.dropped)}: {shown}{more}')
+    # write next to the target and rename: no half-written checkpoint on failure
+    os.makedirs(os.path.dirname(os.path.abspath(args.dst)), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(args.dst)),
+                               suffix='.partial')
+    os.close(fd)
+    try:
+        torch.save(out, tmp)
+        os.replace(tmp, args.dst)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    print(f'wrote {args.dst}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
