@@ -21,7 +21,13 @@ model = dict(
         dict(type='FPN', in_channels=[192, 192, 192, 192], out_channels=256,
              num_outs=5),
     ],
-    roi_head=dict(bbox_head=dict(num_classes=3), mask_head=dict(num_classes=3)))
+    roi_head=dict(bbox_head=dict(num_classes=3), mask_head=dict(num_classes=3)),
+    # fewer proposals / sampled RoIs than on COCO: a few small things per image,
+    # and a CPU budget
+    train_cfg=dict(rpn_proposal=dict(nms_pre=1000, max_per_img=300),
+                   rcnn=dict(sampler=dict(num=128))),
+    test_cfg=dict(rpn=dict(nms_pre=1000, max_per_img=300),
+                  rcnn=dict(max_per_img=50)))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),

@@ -12,6 +12,7 @@ def install(repo_root):
     spec = importlib.util.spec_from_file_location('flsl_install',
                                                   repo_root / 'tools' / 'install.py')
     mod = importlib.util.module_from_spec(spec)
+    sys.modules['flsl_install'] = mod  # dataclasses look their module up
     spec.loader.exec_module(mod)
     return mod
 
