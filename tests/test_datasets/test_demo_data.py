@@ -44,3 +44,14 @@ def test_deterministic_and_no_partial_output(tmp_path):
     with pytest.raises(FileExistsError, match='no demo meta.json'):
         ensure_demo_data(tmp_path / 'junk')
     assert not any(p.name.startswith('.') for p in tmp_path.iterdir())
+
+
+def test_cli(tmp_path, repo_root):
+    import subprocess
+    import sys
+    cmd = [sys.executable, 'tools/misc/make_demo_data.py', str(tmp_path / 'd'),
+           '--num-train', '2', '--num-val', '1']
+    proc = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True)
+    assert proc.returncode == 0 and 'wrote 2 train + 1 val' in proc.stdout
+    again = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True)
+    assert again.returncode == 2 and 'overwrite' in again.stderr

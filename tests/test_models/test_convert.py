@@ -137,3 +137,15 @@ def test_cli_writes_checkpoint_mmdet_loads_without_warnings(tmp_path, repo_root)
                          capture_output=True, text=True)
     assert bad.returncode == 2 and 'cannot be read' in bad.stderr
     assert list(tmp_path.glob('*.partial')) == []
+
+
+def test_raw_pretraining_checkpoint_through_init_cfg(tmp_path):
+    model, ckpt = _flsl_checkpoint()
+    path = tmp_path / 'epoch_1.pth'
+    torch.save(ckpt, path)
+    dense = FLSLViT(arch=ARCH, out_type='featmap', final_norm=False,
+                    init_cfg=dict(type='Pretrained', checkpoint=str(path),
+                                  prefix='teacher.module.backbone.'))
+    dense.init_weights()
+    torch.testing.assert_close(dense.blocks[3].attn.qkv.weight,
+                               model.teacher.module.backbone.blocks[3].attn.qkv.weight)
