@@ -10,6 +10,11 @@ Runs on the CPU, and on the GPU too when one is present (fp16 autocast there).
 import argparse
 import resource
 import time
+import sys
+from pathlib import Path
+
+# Use the flsl_mm of this checkout even when another one is installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 

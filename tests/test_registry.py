@@ -12,6 +12,8 @@ COMPONENTS = [
     ('HOOKS', 'FreezeLastLayerHook'), ('HOOKS', 'PerParamGradClipHook'),
     ('HOOKS', 'NonFiniteLossHook'), ('HOOKS', 'RNGStateHook'),
     ('DATASETS', 'DemoImageDataset'), ('DATASETS', 'DemoCocoDataset'),
+    ('DATASETS', 'UAVDTDataset'), ('DATASETS', 'UAVDTDemoDataset'),
+    ('METRICS', 'UAVDTMetric'),
 ]
 
 

@@ -1,9 +1,14 @@
 #!/usr/bin/env python
 """Evaluate a checkpoint with a flsl_mm detection config (COCO / UAVDT metrics)."""
 import argparse
+import json
 import os
 import os.path as osp
 import sys
+from pathlib import Path
+
+# Use the flsl_mm of this checkout even when another one is installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
@@ -57,7 +62,9 @@ def main(argv=None):
             dict(type='DumpResults', out_file_path=args.out)]
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()
-    print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()})
+    # one JSON line (NaN where a metric is undefined, e.g. a class without GT)
+    print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v)
+                      for k, v in metrics.items()}))
 
 
 if __name__ == '__main__':

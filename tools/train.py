@@ -5,6 +5,10 @@ import argparse
 import os
 import os.path as osp
 import sys
+from pathlib import Path
+
+# Use the flsl_mm of this checkout even when another one is installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner

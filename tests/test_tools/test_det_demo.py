@@ -1,6 +1,6 @@
 """Demo detection chain: pretraining checkpoint -> converter -> tools/train.py ->
 tools/test.py; COCO bbox / segm metrics come back finite from pycocotools."""
-import ast
+import json
 import math
 import re
 import subprocess
@@ -50,7 +50,7 @@ def test_demo_detection_train_and_test(repo_root, demo_root, tmp_path):
     out = run(['tools/test.py', CFG, str(ckpt), '--work-dir', str(tmp_path / 'test'),
                '--out', str(tmp_path / 'preds.pkl'), '--cfg-options', *data],
               repo_root)
-    metrics = ast.literal_eval(re.findall(r"^\{'coco/.*\}$", out, re.M)[-1])
+    metrics = json.loads(re.findall(r'^\{"coco/.*\}$', out, re.M)[-1])
     for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP'):
         assert math.isfinite(metrics[key]) and 0.0 <= metrics[key] <= 1.0
     assert (tmp_path / 'preds.pkl').is_file()

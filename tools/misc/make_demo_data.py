@@ -4,6 +4,10 @@ semantic maps, train/val). Deterministic given the arguments."""
 import argparse
 import sys
 import time
+from pathlib import Path
+
+# Use the flsl_mm of this checkout even when another one is installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
 def main(argv=None) -> int:

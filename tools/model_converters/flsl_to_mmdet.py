@@ -11,6 +11,10 @@ import argparse
 import os
 import sys
 import tempfile
+from pathlib import Path
+
+# Use the flsl_mm of this checkout even when another one is installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch
 
