@@ -3,8 +3,11 @@ from .hooks.grad_hooks import FreezeLastLayerHook, PerParamGradClipHook
 from .hooks.non_finite_loss_hook import NonFiniteLossHook
 from .hooks.rng_state_hook import RNGStateHook
 from .hooks.teacher_update_hook import FLSLTeacherUpdateHook
+from .optimizers import (FLSLOptimWrapperConstructor,
+                         LayerDecayOptimWrapperConstructor)
 
 __all__ = [
     'FLSLScheduleHook', 'FreezeLastLayerHook', 'PerParamGradClipHook',
-    'NonFiniteLossHook', 'RNGStateHook', 'FLSLTeacherUpdateHook'
+    'NonFiniteLossHook', 'RNGStateHook', 'FLSLTeacherUpdateHook',
+    'LayerDecayOptimWrapperConstructor', 'FLSLOptimWrapperConstructor'
 ]

@@ -15,6 +15,11 @@ optim_wrapper = dict(
     type='AmpOptimWrapper',
     loss_scale='dynamic',
     optimizer=dict(type='AdamW', lr=5e-5, betas=(0.9, 0.999), weight_decay=0.05),
+    # Layer-wise lr decay (ViTDet style), off by default: set
+    # constructor='LayerDecayOptimWrapperConstructor' and
+    # paramwise_cfg.layer_decay_rate (e.g. 0.7), e.g. on the command line:
+    #   --cfg-options optim_wrapper.constructor=LayerDecayOptimWrapperConstructor \
+    #                 optim_wrapper.paramwise_cfg.layer_decay_rate=0.7
     paramwise_cfg=dict(norm_decay_mult=0.0,
                        custom_keys={'pos_embed': dict(decay_mult=0.0)}))
 auto_scale_lr = dict(enable=False, base_batch_size=8)

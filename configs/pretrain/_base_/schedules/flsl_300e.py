@@ -9,6 +9,7 @@ optim_wrapper = dict(
     loss_scale='dynamic',
     optimizer=dict(type='AdamW', lr=5e-4 * 512 / 256, betas=(0.9, 0.999),
                    weight_decay=0.04),
+    constructor='FLSLOptimWrapperConstructor',  # leaves the EMA teacher out
     paramwise_cfg=dict(flat_decay_mult=0.0))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-9, end_factor=1.0, by_epoch=True,

@@ -1,0 +1,111 @@
+"""Every config loads; the published pretraining settings and the schedules
+(lr warm-up + cosine, weight-decay cosine 0.04 -> 0.4, none on 1-D params)."""
+import math
+from pathlib import Path
+
+import pytest
+from mmengine.config import Config
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import PARAM_SCHEDULERS, DefaultScope
+from mmpretrain.registry import MODELS
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / 'configs').rglob('*.py')
+                 if '_base_' not in p.parts)
+
+
+@pytest.mark.parametrize('path', CONFIGS)
+def test_config_loads(path):
+    cfg = Config.fromfile(str(ROOT / path))
+    assert cfg.default_scope in ('mmpretrain', 'mmdet')
+    assert 'flsl_mm' in cfg.custom_imports['imports']
+
+
+def test_published_pretraining_settings():
+    cfg = Config.fromfile(str(ROOT / 'configs/pretrain/'
+                              'flsl_vit-small-p16_8xb64-300e_in1k.py'))
+    assert cfg.model.head.out_channels == 4096
+    assert cfg.model.backbone.arch == 'small' and cfg.model.backbone.drop_path_rate == 0.1
+    assert cfg.model.loss.upsilon == 0.03 and cfg.model.loss.eta == 1.0
+    assert cfg.model.loss.gamma == 5.0 and cfg.model.loss.student_temp == 0.1
+    assert cfg.model.beta_sa == pytest.approx(0.1 / math.sqrt(384))
+    assert cfg.model.beta_ca == pytest.approx(0.2 / math.sqrt(384))
+    assert cfg.model.teacher_momentum == 0.004 and cfg.model.teacher_end_momentum == 0
+    assert cfg.train_dataloader.batch_size == 64 and cfg.train_cfg.max_epochs == 300
+    assert cfg.optim_wrapper.optimizer.lr == pytest.approx(5e-4 * 512 / 256)
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    view = cfg.train_dataloader.dataset.pipeline[1]
+    assert (view.global_size, view.local_size, view.num_local_crops) == (224, 96, 2)
+    assert tuple(view.local_scale) == (0.05, 0.4)
+    hooks = {h.type: h for h in cfg.custom_hooks}
+    assert hooks['FLSLScheduleHook'].warmup_teacher_temp_epochs == 30
+    assert hooks['PerParamGradClipHook'].max_norm == 3.0
+    assert hooks['FreezeLastLayerHook'].freeze_last_layer == 1
+    p8 = Config.fromfile(str(ROOT / 'configs/pretrain/'
+                             'flsl_vit-small-p8_8xb64-300e_in1k.py'))
+    assert p8.model.backbone.patch_size == 8
+    assert p8.train_dataloader.dataset.pipeline[1].patch_size == 8
+
+
+def test_lr_and_weight_decay_schedules():
+    cfg = Config.fromfile(str(ROOT / 'configs/pretrain/flsl_vit-tiny-p16_demo.py'))
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(cfg.model)
+    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    epoch_len, epochs = 4, cfg.train_cfg.max_epochs
+    schedulers = [PARAM_SCHEDULERS.build(
+        s, default_args=dict(optimizer=wrapper, epoch_length=epoch_len))
+        for s in cfg.param_scheduler]
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = {names[id(g['params'][0])]: g for g in wrapper.optimizer.param_groups}
+    assert not any(n.startswith('teacher.') for n in groups)  # EMA only
+    weight = groups['backbone.blocks.0.attn.qkv.weight']
+    bias = groups['backbone.blocks.0.attn.qkv.bias']
+    norm = groups['backbone.norm.weight']
+    base = cfg.optim_wrapper.optimizer.lr
+    lrs, wds = [], []
+    for _ in range(epochs * epoch_len):
+        lrs.append(weight['lr'])
+        wds.append(weight['weight_decay'])
+        assert bias['weight_decay'] == 0 and norm['weight_decay'] == 0
+        for s in schedulers:
+            s.step()
+    warm = 2 * epoch_len  # warm-up epochs of the demo config
+    # warm-up = the reference's np.linspace(0, base, warm): reaches base at its
+    # last iteration, then the cosine starts from base
+    assert lrs[0] < base * 1e-6
+    for t in range(warm):
+        assert lrs[t] == pytest.approx(base * t / (warm - 1), rel=1e-6, abs=1e-12)
+    assert lrs[warm] == pytest.approx(base, rel=1e-6)
+    assert lrs[-1] == pytest.approx(1e-6 + (base - 1e-6) * 0.5 *
+                                    (1 + math.cos(math.pi * (len(lrs) - 1 - warm) /
+                                                  (len(lrs) - warm))), rel=1e-3)
+    assert wds[0] == pytest.approx(0.04)
+    mid = len(wds) // 2
+    assert wds[mid] == pytest.approx(0.22, rel=1e-3)  # cosine midpoint
+    assert wds[-1] == pytest.approx(0.4, rel=1e-2)
+    assert all(a <= b + 1e-12 for a, b in zip(wds, wds[1:]))
+
+
+@pytest.mark.parametrize('nested', [True, False])
+def test_imagenet_folder_with_or_without_class_folders(tmp_path, nested):
+    """The published pipeline on a folder of images (labels ignored)."""
+    import cv2
+    import numpy as np
+    from mmpretrain.registry import DATASETS
+    cfg = Config.fromfile(str(ROOT / 'configs/pretrain/'
+                              'flsl_vit-small-p16_8xb64-300e_in1k.py'))
+    for i in range(3):
+        folder = tmp_path / 'train' / (f'n0{i}' if nested else '')
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f'{i}.JPEG'),
+                    (np.random.RandomState(i).rand(120, 150, 3) * 255).astype('uint8'))
+    ds_cfg = cfg.train_dataloader.dataset
+    ds_cfg.data_root = str(tmp_path)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        ds = DATASETS.build(ds_cfg)
+    assert len(ds) == 3
+    sample = ds[0]
+    assert [tuple(v.shape) for v in sample['inputs']] == [(3, 224, 224)] * 2 + \
+        [(3, 96, 96)] * 2
+    assert [int(m.sum()) for m in sample['data_samples'].query_masks] == [16, 9, 9]
