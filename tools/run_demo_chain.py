@@ -1,0 +1,183 @@
+#!/usr/bin/env python
+"""The whole FLSL demo chain on the embedded demo data, FLSL vs random init.
+
+  1. FLSL demo pretraining (tools/train.py)
+  2. dense probes of the teacher, and of the random-init backbone
+  3. conversion (tools/model_converters/flsl_to_mmdet.py), both backbones
+  4. demo Mask R-CNN fine-tuning + tools/test.py, both -> COCO box / mask AP
+  5. pretraining ablations at the same budget, probed: upsilon = 0 (no intra-view
+     term), gamma = 0 (no VMR), DINO centering instead of VMR
+Prints one summary table (probes, AP, wall time per stage), writes it with the
+JSON results and a plot of the per-iteration losses to --out-dir.
+
+    python tools/run_demo_chain.py [--out-dir work_dirs/demo_chain] [--det-epochs 4]
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+PRETRAIN = 'configs/pretrain/flsl_vit-tiny-p16_demo.py'
+DET = 'configs/det_coco/mask-rcnn_flsl-vit-tiny-p16_fpn_demo.py'
+ABLATIONS = {
+    'upsilon=0': ['model.loss.upsilon=0.0'],
+    'gamma=0': ['model.loss.gamma=0.0'],
+    'centering': ['model.loss.use_centering=True'],
+}
+
+
+def run(cmd, log_path):
+    """Run a tool; its output goes to log_path; returns (stdout, seconds)."""
+    start = time.time()
+    with open(log_path, 'w') as log:
+        proc = subprocess.run([sys.executable, *cmd], cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+        log.write(proc.stdout)
+    if proc.returncode != 0:
+        tail = '\n'.join(proc.stdout.splitlines()[-30:])
+        raise SystemExit(f'failed: {" ".join(cmd)}\n(see {log_path})\n{tail}')
+    return proc.stdout, time.time() - start
+
+
+def last_checkpoint(work_dir: Path) -> Path:
+    return Path((work_dir / 'last_checkpoint').read_text().strip())
+
+
+def save_random_init(path: Path, seed: int) -> None:
+    """A pretraining-format checkpoint of the untrained model (same seed)."""
+    import torch
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import MODELS
+
+    import flsl_mm  # noqa: F401
+    cfg = Config.fromfile(str(REPO / PRETRAIN))
+    torch.manual_seed(seed)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(cfg.model)
+    torch.save(dict(state_dict=model.state_dict(), meta=dict(epoch=0)), path)
+
+
+def plot_losses(work_dir: Path, out_png: Path) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    scalars = sorted(work_dir.glob('*/vis_data/scalars.json'))[-1]
+    rows = [json.loads(line) for line in scalars.read_text().splitlines()]
+    rows = [r for r in rows if 'loss' in r]
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.2))
+    for ax, key in zip(axes, ['loss', 'loss_kmeans', 'loss_vmr', 'loss_meanshift']):
+        ax.plot([r['iter'] for r in rows], [r[key] for r in rows])
+        ax.set_title(key)
+        ax.set_xlabel('iteration')
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=80)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--out-dir', default='work_dirs/demo_chain')
+    p.add_argument('--data-root', default='data/flsl_demo')
+    p.add_argument('--det-epochs', type=int, default=4)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--skip-ablations', action='store_true')
+    p.add_argument('--pretrain-options', nargs='*', default=[],
+                   help='extra --cfg-options for every pretraining run')
+    args = p.parse_args(argv)
+    out = (REPO / args.out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    data = str((REPO / args.data_root).resolve())
+    from flsl_mm.datasets import ensure_demo_data
+    ensure_demo_data(data)
+    pre_opts = [f'train_dataloader.dataset.data_root={data}',
+                f'randomness.seed={args.seed}', *args.pretrain_options]
+    det_opts = [f'train_dataloader.dataset.data_root={data}',
+                f'val_dataloader.dataset.data_root={data}',
+                f'test_dataloader.dataset.data_root={data}',
+                f'val_evaluator.ann_file={data}/annotations/instances_val.json',
+                f'test_evaluator.ann_file={data}/annotations/instances_val.json',
+                f'train_cfg.max_epochs={args.det_epochs}',
+                f'train_cfg.val_interval={args.det_epochs}',
+                f'randomness.seed={args.seed}']
+    times, results = {}, {}
+
+    def stage(name, cmd, log):
+        print(f'[chain] {name} ...', flush=True)
+        stdout, secs = run(cmd, out / log)
+        times[name] = secs
+        print(f'[chain] {name}: {secs:.0f} s', flush=True)
+        return stdout
+
+    def pretrain(tag, extra):
+        work = out / f'pretrain_{tag}'
+        stage(f'pretrain ({tag})', ['tools/train.py', PRETRAIN, '--work-dir', str(work),
+                                    '--cfg-options', *pre_opts, *extra],
+              f'pretrain_{tag}.log')
+        return last_checkpoint(work), work
+
+    def probe(tag, ckpt):
+        res_file = out / f'probe_{tag}.json'
+        cmd = ['tools/analysis/dense_probe.py', PRETRAIN]
+        cmd += [str(ckpt)] if ckpt is not None else ['--random-init']
+        stage(f'probe ({tag})', cmd + ['--data-root', data, '--out', str(res_file),
+                                       '--seed', str(args.seed)], f'probe_{tag}.log')
+        results.setdefault(tag, {}).update(json.loads(res_file.read_text()))
+
+    def finetune(tag, pre_ckpt):
+        backbone = out / f'backbone_{tag}.pth'
+        stage(f'convert ({tag})', ['tools/model_converters/flsl_to_mmdet.py',
+                                   str(pre_ckpt), str(backbone), '--arch', 'tiny'],
+              f'convert_{tag}.log')
+        work = out / f'det_{tag}'
+        stage(f'fine-tune Mask R-CNN ({tag})',
+              ['tools/train.py', DET, '--work-dir', str(work), '--cfg-options',
+               f'model.backbone.init_cfg.checkpoint={backbone}', *det_opts],
+              f'det_{tag}.log')
+        stdout = stage(f'test ({tag})', ['tools/test.py', DET, str(last_checkpoint(work)),
+                                         '--work-dir', str(work / 'test'),
+                                         '--cfg-options', *det_opts], f'test_{tag}.log')
+        metrics = json.loads(re.findall(r'^\{"coco/.*\}$', stdout, re.M)[-1])
+        results.setdefault(tag, {}).update(
+            box_AP=metrics['coco/bbox_mAP'], mask_AP=metrics['coco/segm_mAP'])
+
+    flsl_ckpt, flsl_work = pretrain('flsl', [])
+    probe('flsl', flsl_ckpt)
+    probe('random', None)
+    random_ckpt = out / 'random_init.pth'
+    save_random_init(random_ckpt, args.seed)
+    finetune('flsl', flsl_ckpt)
+    finetune('random', random_ckpt)
+    if not args.skip_ablations:
+        for tag, extra in ABLATIONS.items():
+            ckpt, _ = pretrain(tag, extra)
+            probe(tag, ckpt)
+    plot_losses(flsl_work, out / 'pretrain_losses.png')
+
+    keys = sorted({k for r in results.values() for k in r},
+                  key=lambda k: (not k.startswith(('knn', 'linear', 'cluster')), k))
+    lines = ['| metric | ' + ' | '.join(results) + ' |',
+             '|---|' + '---|' * len(results)]
+    for k in keys:
+        cells = [f'{r[k]:.4f}' if k in r else '-' for r in results.values()]
+        lines.append(f'| {k} | ' + ' | '.join(cells) + ' |')
+    lines += ['', '| stage | seconds |', '|---|---|']
+    lines += [f'| {k} | {v:.0f} |' for k, v in times.items()]
+    lines.append(f'| total | {sum(times.values()):.0f} |')
+    table = '\n'.join(lines)
+    print(table)
+    (out / 'summary.md').write_text(table + '\n')
+    (out / 'results.json').write_text(json.dumps(dict(results=results, seconds=times),
+                                                 indent=1))
+    print(f'[chain] wrote {out / "summary.md"}, results.json, pretrain_losses.png')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
