@@ -15,11 +15,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from flsl_mm.utils.generated import atomic_directory, ensure_generated
 
 STUFF_CLASSES = ('sky', 'grass', 'road')
 THING_CLASSES = ('circle', 'square', 'triangle')
@@ -30,14 +31,24 @@ _THING_COLOURS = {'circle': (60, 60, 220), 'square': (40, 200, 230),
                   'triangle': (200, 60, 160)}  # BGR base shades
 
 
-def _stuff(rng: np.random.RandomState, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """Background image and its stuff label map."""
+def _random_colour(rng: np.random.RandomState) -> np.ndarray:
+    return rng.uniform(40, 230, size=3)
+
+
+def _stuff(rng: np.random.RandomState, h: int, w: int, random_colours: bool = False
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Background image and its stuff label map.
+
+    Each stuff class has its own structure (sky: smooth vertical gradient, grass:
+    strong pixel noise, road: diagonal stripes); ``random_colours`` draws each
+    region's base colour at random instead of from its class."""
     img = np.zeros((h, w, 3), np.float32)
     label = np.zeros((h, w), np.uint8)
     horizon = int(h * rng.uniform(0.25, 0.5))
     ys, xs = np.mgrid[0:h, 0:w]
     # sky: vertical blue gradient + soft noise
-    sky = np.stack([230 - 60 * ys / h, 180 - 50 * ys / h, 120 + 0 * ys], -1)
+    sky_base = _random_colour(rng) if random_colours else np.array([230, 180, 120])
+    sky = sky_base - np.stack([60 * ys / h, 50 * ys / h, 0 * ys], -1)
     # ground split by a slanted line into grass (left) and road (right)
     x0, x1 = rng.uniform(0.2, 0.8, size=2) * w
     boundary = x0 + (x1 - x0) * (ys - horizon) / max(h - horizon, 1)
@@ -46,11 +57,13 @@ def _stuff(rng: np.random.RandomState, h: int, w: int) -> tuple[np.ndarray, np.n
     grass = ground & ~road
     img[~ground] = sky[~ground]
     label[~ground] = 0
-    grass_tex = rng.normal(0, 25, (h, w, 1)) + np.array([50, 150, 60])
+    grass_base = _random_colour(rng) if random_colours else np.array([50, 150, 60])
+    grass_tex = rng.normal(0, 25, (h, w, 1)) + grass_base
     img[grass] = grass_tex[grass]
     label[grass] = 1
     stripes = 20 * (np.sin(xs / 3.0 + ys / 7.0) > 0)[..., None]
-    road_tex = np.array([110, 110, 110]) + stripes + rng.normal(0, 6, (h, w, 1))
+    road_base = _random_colour(rng) if random_colours else np.array([110, 110, 110])
+    road_tex = road_base + stripes + rng.normal(0, 6, (h, w, 1))
     img[road] = road_tex[road]
     label[road] = 2
     img += rng.normal(0, 4, img.shape)
@@ -70,10 +83,11 @@ def _thing_polygon(rng: np.random.RandomState, kind: str, cx: float, cy: float,
     return np.array([[cx + r * np.cos(a), cy + r * np.sin(a)] for a in offs]).round()
 
 
-def make_image(rng: np.random.RandomState, h: int, w: int, max_things: int
+def make_image(rng: np.random.RandomState, h: int, w: int, max_things: int,
+               random_colours: bool = False
                ) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """One image (BGR uint8), its semantic map and its thing instances."""
-    img, label = _stuff(rng, h, w)
+    img, label = _stuff(rng, h, w, random_colours)
     occupied = np.zeros((h, w), bool)
     instances = []
     for _ in range(rng.randint(1, max_things + 1)):
@@ -90,7 +104,8 @@ def make_image(rng: np.random.RandomState, h: int, w: int, max_things: int
         else:
             continue
         occupied |= mask
-        shade = np.array(_THING_COLOURS[kind], np.float32) * rng.uniform(0.75, 1.1)
+        shade = (_random_colour(rng) if random_colours else
+                 np.array(_THING_COLOURS[kind], np.float32) * rng.uniform(0.75, 1.1))
         img[mask] = shade + rng.normal(0, 8, (int(mask.sum()), 3))
         label[mask] = SEMANTIC_CLASSES.index(kind)
         x, y, bw, bh = cv2.boundingRect(poly)
@@ -103,7 +118,8 @@ def make_image(rng: np.random.RandomState, h: int, w: int, max_things: int
 
 def make_demo_data(root: str | os.PathLike, num_train: int = 64, num_val: int = 16,
                    img_size: tuple[int, int] = (128, 160), max_things: int = 4,
-                   seed: int = 0, overwrite: bool = False) -> Path:
+                   seed: int = 0, overwrite: bool = False,
+                   random_colours: bool = False) -> Path:
     """Write the demo data set to ``root`` (deterministic given the arguments).
 
     The set is written to a temporary sibling folder and moved into place at the
@@ -116,17 +132,19 @@ def make_demo_data(root: str | os.PathLike, num_train: int = 64, num_val: int = 
         max_things: at most this many things per image (at least one).
         seed: random seed.
         overwrite: replace an existing ``root``.
+        random_colours: give every region and thing a random colour, so that
+            classes differ only by shape (things) and texture (stuff); colour
+            alone then cannot tell them apart (a harder probe set).
     """
     root = Path(root)
     settings = dict(version=GENERATOR_VERSION, num_train=num_train, num_val=num_val,
-                    img_size=list(img_size), max_things=max_things, seed=seed)
+                    img_size=list(img_size), max_things=max_things, seed=seed,
+                    random_colours=random_colours)
     if root.exists():
         if not overwrite:
             raise FileExistsError(f'{root} exists; pass overwrite=True to replace it')
         shutil.rmtree(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{root.name}.', dir=root.parent))
-    try:
+    with atomic_directory(root) as tmp:
         rng = np.random.RandomState(seed)
         h, w = img_size
         categories = [dict(id=i + 1, name=n, supercategory='thing')
@@ -136,7 +154,8 @@ def make_demo_data(root: str | os.PathLike, num_train: int = 64, num_val: int = 
             (tmp / split / 'semantic').mkdir(parents=True)
             images, annotations = [], []
             for i in range(count):
-                img, label, instances = make_image(rng, h, w, max_things)
+                img, label, instances = make_image(rng, h, w, max_things,
+                                                      random_colours)
                 name = f'{split}_{i:05d}.png'
                 cv2.imwrite(str(tmp / split / 'images' / name), img)
                 cv2.imwrite(str(tmp / split / 'semantic' / name), label)
@@ -154,10 +173,6 @@ def make_demo_data(root: str | os.PathLike, num_train: int = 64, num_val: int = 
         settings['semantic_classes'] = list(SEMANTIC_CLASSES)
         with open(tmp / 'meta.json', 'w') as f:
             json.dump(settings, f, indent=1)
-        os.replace(tmp, root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return root
 
 
@@ -174,11 +189,6 @@ def ensure_demo_data(root: str | os.PathLike, **kwargs) -> Path:
         raise FileExistsError(f'{root} exists but holds no demo meta.json; it is not '
                               'a (complete) demo data set. Remove it or choose another '
                               'data_root.')
-    try:
-        if root.exists():
-            root.rmdir()
-        return make_demo_data(root, **kwargs)
-    except (FileExistsError, OSError):
-        if (root / 'meta.json').is_file():  # another process won the race
-            return root
-        raise
+    if root.exists():
+        root.rmdir()  # an empty folder: generate into it
+    return ensure_generated(root, 'meta.json', make_demo_data, **kwargs)

@@ -21,6 +21,9 @@ def main(argv=None) -> int:
     p.add_argument('--max-things', type=int, default=4)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--overwrite', action='store_true', help='replace ROOT')
+    p.add_argument('--random-colours', action='store_true',
+                   help='random colour per region / thing: classes differ only by '
+                   'shape and texture')
     args = p.parse_args(argv)
     from flsl_mm.datasets.demo_data import make_demo_data
     start = time.time()
@@ -28,7 +31,8 @@ def main(argv=None) -> int:
         root = make_demo_data(args.root, num_train=args.num_train,
                               num_val=args.num_val, img_size=(args.height, args.width),
                               max_things=args.max_things, seed=args.seed,
-                              overwrite=args.overwrite)
+                              overwrite=args.overwrite,
+                              random_colours=args.random_colours)
     except FileExistsError as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2

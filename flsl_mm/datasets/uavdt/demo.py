@@ -9,13 +9,12 @@ images but no ground truth. Annotation files use UAVDT's columns and, with
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from flsl_mm.utils.generated import atomic_directory, ensure_generated
 from .format import ANNOTATIONS_DIR, IMAGES_DIR
 
 DEFAULT_SEQUENCES = ('M0101', 'M0204', 'M0401', 'M0203', 'M0205')  # 3 train, 2 test
@@ -82,9 +81,7 @@ def make_uavdt_demo(root: str | os.PathLike, layout: int = 1,
     root = Path(root)
     if root.exists():
         raise FileExistsError(f'{root} exists')
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{root.name}.', dir=root.parent))
-    try:
+    with atomic_directory(root) as tmp:
         h, w = img_size
         names = list(sequences) + ([NO_GT_SEQUENCE] if with_no_gt_sequence else [])
         for i, name in enumerate(names):
@@ -104,21 +101,9 @@ def make_uavdt_demo(root: str | os.PathLike, layout: int = 1,
                 whole, ignore = gt / f'{name}_gt_whole.txt', gt / f'{name}_gt_ignore.txt'
             _write_rows(whole, rows, messy)
             _write_rows(ignore, ignore_rows, messy)
-        os.replace(tmp, root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return root
 
 
 def ensure_uavdt_demo(root: str | os.PathLike, **kwargs) -> Path:
     """Write the demo tree at ``root`` unless it is there (safe under races)."""
-    root = Path(root)
-    if (root / IMAGES_DIR).is_dir():
-        return root
-    try:
-        return make_uavdt_demo(root, **kwargs)
-    except (FileExistsError, OSError):
-        if (root / IMAGES_DIR).is_dir():
-            return root
-        raise
+    return ensure_generated(root, IMAGES_DIR, make_uavdt_demo, **kwargs)

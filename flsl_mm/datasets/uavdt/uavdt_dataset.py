@@ -17,13 +17,12 @@ def frame_instances(frame: dict, num_classes: int = len(CLASSES)) -> list[dict]:
     (``ignore_flag=1``): the assigners' ``ignore_iof_thr`` and pycocotools' crowd
     handling (per category) then both skip whatever falls inside it.
     """
-    instances = [dict(bbox=[float(v) for v in box], bbox_label=int(label),
-                      ignore_flag=0)
-                 for box, label in zip(frame['bboxes'], frame['labels'])]
-    for box in frame['ignore']:
-        for label in range(num_classes):
-            instances.append(dict(bbox=[float(v) for v in box], bbox_label=label,
-                                  ignore_flag=1))
+    # tolist() once per frame: per-element float() on numpy rows is ~10x slower
+    instances = [dict(bbox=box, bbox_label=label, ignore_flag=0) for box, label in
+                 zip(frame['bboxes'].tolist(), frame['labels'].tolist())]
+    for box in frame['ignore'].tolist():
+        instances.extend(dict(bbox=list(box), bbox_label=label, ignore_flag=1)
+                         for label in range(num_classes))
     return instances
 
 
