@@ -22,17 +22,19 @@ IGNORE = 255
 def labels_to_patches(labels: np.ndarray, patch: int, ignore: int = IGNORE
                       ) -> np.ndarray:
     """Majority label of each ``patch x patch`` cell (``ignore`` when a cell has
-    no labelled pixel). ``labels`` is cropped to whole patches."""
+    no labelled pixel; ties go to the smaller label). ``labels`` is cropped to
+    whole patches."""
     h, w = labels.shape[0] // patch, labels.shape[1] // patch
     cells = labels[:h * patch, :w * patch].reshape(h, patch, w, patch)
-    cells = cells.transpose(0, 2, 1, 3).reshape(h, w, patch * patch)
-    out = np.full((h, w), ignore, dtype=np.int64)
-    for i in range(h):
-        for j in range(w):
-            vals = cells[i, j][cells[i, j] != ignore]
-            if len(vals):
-                out[i, j] = np.bincount(vals).argmax()
-    return out
+    cells = cells.transpose(0, 2, 1, 3).reshape(h * w, patch * patch).astype(np.int64)
+    valid = cells != ignore
+    num = int(cells[valid].max()) + 1 if valid.any() else 1
+    counts = np.zeros((h * w, num), np.int64)
+    rows = np.broadcast_to(np.arange(h * w)[:, None], cells.shape)
+    np.add.at(counts, (rows[valid], cells[valid]), 1)
+    out = counts.argmax(1)
+    out[~valid.any(1)] = ignore
+    return out.reshape(h, w)
 
 
 def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int,

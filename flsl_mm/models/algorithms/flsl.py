@@ -97,20 +97,21 @@ class FLSL(BaseSelfSupervisor):
     def _query_index(data_samples: Sequence[DataSample], view: int, num_tokens: int,
                      device: torch.device) -> torch.Tensor:
         """``(B, M)`` token indices of the queries of student view ``view``."""
-        rows = []
-        for sample in data_samples:
-            mask = torch.as_tensor(sample.query_masks[view], dtype=torch.bool)
-            if mask.numel() != num_tokens:
-                raise ValueError(f'query mask of student view {view} has '
-                                 f'{mask.numel()} entries but the view has '
-                                 f'{num_tokens} tokens; check the crop size / patch '
-                                 'size of FLSLMultiView against the backbone')
-            rows.append(mask.nonzero().flatten())
-        counts = {len(r) for r in rows}
+        masks = [torch.as_tensor(s.query_masks[view], dtype=torch.bool).flatten()
+                 for s in data_samples]
+        sizes = {m.numel() for m in masks}
+        if sizes != {num_tokens}:
+            raise ValueError(f'query mask of student view {view} has '
+                             f'{sorted(sizes)} entries but the view has '
+                             f'{num_tokens} tokens; check the crop size / patch '
+                             'size of FLSLMultiView against the backbone')
+        masks = torch.stack(masks)
+        counts = masks.sum(1).unique()
         if len(counts) != 1:
             raise ValueError(f'student view {view}: query counts differ across the '
-                             f'batch ({sorted(counts)})')
-        return torch.stack(rows).to(device)
+                             f'batch ({counts.tolist()})')
+        # nonzero() is row-major, so each row's indices come out in order
+        return masks.nonzero()[:, 1].reshape(len(data_samples), -1).to(device)
 
     def loss(self, inputs: list[torch.Tensor],
              data_samples: list[DataSample]) -> dict[str, torch.Tensor]:
