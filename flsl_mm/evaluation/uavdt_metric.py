@@ -1,7 +1,6 @@
 """UAVDT's official-style detection metric: AP at IoU 0.7 with ignore regions."""
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Sequence
 
 import numpy as np
@@ -128,14 +127,14 @@ class UAVDTMetric(BaseMetric):
         aps = []
         for c, name in enumerate(list(classes) + ['overall']):
             pooled = name == 'overall'
-            dets, gts, ignores = defaultdict(lambda: np.zeros((0, 5))), {}, {}
+            dets, gts, ignores = {}, {}, {}
             for r in results:
                 keep = slice(None) if pooled else r['labels'] == c
                 dets[r['img_id']] = np.concatenate(
                     [r['bboxes'][keep], r['scores'][keep, None]], axis=1)
                 gts[r['img_id']] = r['gt'] if pooled else r['gt'][r['gt_labels'] == c]
                 ignores[r['img_id']] = r['ignore']
-            ap, num_gt = evaluate_detections(dict(dets), gts, ignores, self.iou_thr,
+            ap, num_gt = evaluate_detections(dets, gts, ignores, self.iou_thr,
                                              self.ignore_iof_thr)
             metrics[f'{self._tag}_{name}'] = round(ap, 4) if num_gt else float('nan')
             if not pooled and num_gt:

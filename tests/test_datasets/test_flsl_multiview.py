@@ -1,6 +1,7 @@
 import random
 
 import numpy as np
+import pytest
 import torch
 from mmengine.registry import TRANSFORMS
 from mmpretrain.registry import TRANSFORMS as PRETRAIN_TRANSFORMS
@@ -27,9 +28,6 @@ def test_views_sizes_masks_and_packing():
 
 def test_registered_in_both_scopes_and_checks_sizes():
     assert TRANSFORMS.get('FLSLMultiView') is FLSLMultiView
-    try:
+    with pytest.raises(ValueError, match='global_size=100 is not a multiple of '
+                       'patch_size=16'):
         FLSLMultiView(patch_size=16, global_size=100)
-    except ValueError as e:
-        assert 'global_size=100' in str(e)
-    else:
-        raise AssertionError('expected ValueError')

@@ -74,7 +74,6 @@ def test_freeze_last_layer_drops_grads_in_first_epoch_only():
     runner, opt = _runner_with_optimizer(model)
     hook = FreezeLastLayerHook(freeze_last_layer=1)
     hook.before_train(runner)
-    hook.before_train_epoch(runner)
     v = model.head.last_layer.parametrizations.weight.original1
     before = v.detach().clone()
     model.head(torch.randn(2, 4)).sum().backward()
@@ -82,7 +81,6 @@ def test_freeze_last_layer_drops_grads_in_first_epoch_only():
     torch.testing.assert_close(v.detach(), before)  # neither moved nor decayed
     assert model.head.mlp[0].weight.grad is not None
     runner.epoch = 1
-    hook.before_train_epoch(runner)
     opt.zero_grad()
     model.head(torch.randn(2, 4)).sum().backward()
     opt.step()

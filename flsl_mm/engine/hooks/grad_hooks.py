@@ -75,21 +75,17 @@ class FreezeLastLayerHook(Hook):
     def __init__(self, freeze_last_layer: int = 1) -> None:
         self.freeze_last_layer = freeze_last_layer
         self._handles = []
-        self._epoch = 0
 
     def before_train(self, runner) -> None:
         params = _unwrap(runner).head.last_layer_parameters()
 
-        def cancel(*_):
-            if self._epoch < self.freeze_last_layer:
+        def cancel(*_) -> None:
+            if runner.epoch < self.freeze_last_layer:
                 for p in params:
                     p.grad = None
 
         for opt in _optimizers(runner):
             self._handles.append(opt.register_step_pre_hook(cancel))
-
-    def before_train_epoch(self, runner) -> None:
-        self._epoch = runner.epoch
 
     def after_train(self, runner) -> None:
         for h in self._handles:

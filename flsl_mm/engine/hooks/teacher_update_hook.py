@@ -1,8 +1,6 @@
 """Hook that moves the EMA teacher after every optimiser step (§7)."""
 from __future__ import annotations
 
-import math
-
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
@@ -32,12 +30,8 @@ class FLSLTeacherUpdateHook(Hook):
                          outputs=None) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         model.update_teacher()
-        runner.message_hub.update_scalar(
-            'train/teacher_momentum', 1 - self._student_weight(model, runner))
-
-    @staticmethod
-    def _student_weight(model, runner) -> float:
+        # the momentum of the step just taken (steps was incremented by it)
         ema = model.teacher
-        steps = int(ema.steps) - 1
-        cos = (math.cos(math.pi * steps / float(runner.max_iters)) + 1) / 2
-        return ema.end_momentum - (ema.end_momentum - ema.momentum) * cos
+        runner.message_hub.update_scalar(
+            'train/teacher_momentum',
+            1 - ema.student_weight(int(ema.steps) - 1, runner.max_iters))

@@ -1,7 +1,11 @@
 """EMA teacher of FLSL: mmpretrain's ``CosineEMA`` with the DINO first step."""
 from __future__ import annotations
 
+import math
+
+import torch
 import torch.nn as nn
+from mmengine.logging import MessageHub
 from mmpretrain.models.utils import CosineEMA
 
 
@@ -15,6 +19,18 @@ class TeacherEMA(CosineEMA):
     student, so every update, the first included, is an EMA step at iteration
     ``steps`` (0-based), as in the reference.
     """
+
+    def student_weight(self, steps: int, max_iters: int) -> float:
+        """``m`` at 0-based iteration ``steps``: cosine from ``momentum`` to
+        ``end_momentum`` over ``max_iters`` (mmpretrain's formula)."""
+        cos = (math.cos(math.pi * steps / float(max_iters)) + 1) / 2
+        return self.end_momentum - (self.end_momentum - self.momentum) * cos
+
+    def avg_func(self, averaged_param: torch.Tensor, source_param: torch.Tensor,
+                 steps: int) -> None:
+        max_iters = MessageHub.get_current_instance().get_info('max_iters')
+        m = self.student_weight(steps, max_iters)
+        averaged_param.mul_(1 - m).add_(source_param, alpha=m)
 
     def update_parameters(self, model: nn.Module) -> None:
         src = (model.state_dict() if self.update_buffers
