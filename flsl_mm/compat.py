@@ -39,10 +39,51 @@ def _fix_mmengine_torch_load() -> None:
         return _load_trusted(filename, map_location)
 
 
+def _fix_mmengine_init_dist_without_cuda() -> None:
+    """mmengine 0.10.7's ``init_dist('pytorch')`` calls ``torch.cuda.set_device``
+    unconditionally, so ``torchrun`` on a machine without a GPU fails before the
+    first iteration. Where CUDA is not available we initialise the process group
+    ourselves, with ``gloo`` (``nccl`` needs GPUs; a config asking for it gets
+    ``gloo`` and a warning). With CUDA, mmengine's own function runs unchanged.
+    """
+    import torch.distributed as torch_dist
+    from mmengine.dist import utils as dist_utils
+
+    original = dist_utils._init_dist_pytorch
+    if getattr(original, '_flsl_mm_compat', False):
+        return
+
+    def init_dist_pytorch(backend, init_backend='torch', **kwargs) -> None:
+        if torch.cuda.is_available():
+            return original(backend, init_backend=init_backend, **kwargs)
+        if backend != 'gloo':
+            import warnings
+            warnings.warn(f'flsl_mm: no CUDA device, using the gloo backend instead '
+                          f'of {backend!r} for distributed training on CPU')
+        torch_dist.init_process_group(backend='gloo', **kwargs)
+
+    init_dist_pytorch._flsl_mm_compat = True
+    dist_utils._init_dist_pytorch = init_dist_pytorch
+
+
+def cpu_ddp_wrapper_cfg(cfg) -> None:
+    """mmengine's runner wraps the model in DDP with ``device_ids=[LOCAL_RANK]``,
+    which DDP refuses for a model on CPU; on a machine without CUDA, a distributed
+    config without its own ``model_wrapper_cfg`` gets one without device ids
+    (called by ``tools/train.py`` / ``tools/test.py``)."""
+    if torch.cuda.is_available() or cfg.get('launcher', 'none') == 'none':
+        return
+    if cfg.get('model_wrapper_cfg') is None:
+        cfg.model_wrapper_cfg = dict(
+            type='MMDistributedDataParallel', broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False))
+
+
 def apply() -> None:
     """Apply every fix (idempotent)."""
     global _APPLIED
     if _APPLIED:
         return
     _fix_mmengine_torch_load()
+    _fix_mmengine_init_dist_without_cuda()
     _APPLIED = True

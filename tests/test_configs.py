@@ -37,8 +37,11 @@ def test_published_pretraining_settings():
     view = cfg.train_dataloader.dataset.pipeline[1]
     assert (view.global_size, view.local_size, view.num_local_crops) == (224, 96, 2)
     assert tuple(view.local_scale) == (0.05, 0.4)
-    hooks = {h.type: h for h in cfg.custom_hooks}
-    assert hooks['FLSLScheduleHook'].warmup_teacher_temp_epochs == 30
+    assert cfg.model.loss.teacher_temp == 0.07
+    assert cfg.model.loss.warmup_teacher_temp == 0.04
+    assert cfg.model.loss.warmup_teacher_temp_epochs == 30
+    hooks = {h.type: h for h in cfg.default_hooks.values()}
+    assert 'FLSLScheduleHook' in hooks and 'FLSLTeacherUpdateHook' in hooks
     assert hooks['PerParamGradClipHook'].max_norm == 3.0
     assert hooks['FreezeLastLayerHook'].freeze_last_layer == 1
     p8 = Config.fromfile(str(ROOT / 'configs/pretrain/'
@@ -109,3 +112,78 @@ def test_imagenet_folder_with_or_without_class_folders(tmp_path, nested):
     assert [tuple(v.shape) for v in sample['inputs']] == [(3, 224, 224)] * 2 + \
         [(3, 96, 96)] * 2
     assert [int(m.sum()) for m in sample['data_samples'].query_masks] == [16, 9, 9]
+
+
+PRETRAIN = [c for c in CONFIGS if c.startswith('configs/pretrain/')]
+FLSL_HOOKS = {'FLSLScheduleHook', 'FLSLTeacherUpdateHook', 'FreezeLastLayerHook',
+              'PerParamGradClipHook', 'NonFiniteLossHook', 'RNGStateHook'}
+
+
+@pytest.mark.parametrize('path', PRETRAIN)
+def test_flsl_hooks_are_named_default_hooks(path, tmp_path):
+    """A child config that sets custom_hooks, or changes one FLSL hook, keeps all
+    of them (mmengine merges default_hooks by key, replaces lists)."""
+    cfg = Config.fromfile(str(ROOT / path))
+    assert FLSL_HOOKS <= {h.type for h in cfg.default_hooks.values()}
+    assert not any(h.get('type') in FLSL_HOOKS for h in cfg.get('custom_hooks', []))
+    child = tmp_path / 'child.py'
+    child.write_text(f"_base_ = ['{ROOT / path}']\n"
+                     "custom_hooks = [dict(type='EMAHook')]\n"
+                     "default_hooks = dict(grad_clip=dict(max_norm=1.0))\n")
+    cfg = Config.fromfile(str(child))
+    types = {h.type for h in cfg.default_hooks.values()}
+    assert FLSL_HOOKS <= types and cfg.default_hooks.grad_clip.max_norm == 1.0
+
+
+def test_teacher_temperature_comes_from_the_loss_config():
+    """tau_t has one place (model.loss); a value set there is the one trained with."""
+    from types import SimpleNamespace
+
+    from flsl_mm.engine import FLSLScheduleHook
+    cfg = Config.fromfile(str(ROOT / 'configs/pretrain/flsl_vit-tiny-p16_demo.py'))
+    cfg.model.loss.warmup_teacher_temp = 0.02
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(cfg.model)
+    hook = FLSLScheduleHook(**{k: v for k, v in cfg.default_hooks.flsl_schedule.items()
+                               if k != 'type'})
+
+    class Hub:
+        def update_scalar(self, *a):
+            pass
+    runner = SimpleNamespace(model=model, iter=0, max_iters=8, epoch=0,
+                             message_hub=Hub())
+    hook.before_train(runner)
+    hook.before_train_iter(runner, 0)
+    assert model.loss_module.current_teacher_temp == 0.02
+    runner.epoch = cfg.model.loss.warmup_teacher_temp_epochs
+    hook.before_train_iter(runner, 0)
+    assert model.loss_module.current_teacher_temp == 0.07
+
+
+DETECTION = [c for c in CONFIGS if not c.startswith('configs/pretrain/')]
+
+
+@pytest.mark.parametrize('path', DETECTION)
+def test_paramwise_custom_keys_match_parameters(path):
+    """No dead custom_keys; no decay exactly on the published set (names holding
+    'norm': the backbone's LayerNorms), while the adapter's BatchNorm keeps it."""
+    from mmdet.registry import MODELS as DET_MODELS
+    from mmdet.utils import register_all_modules
+    register_all_modules(init_default_scope=False)
+    cfg = Config.fromfile(str(ROOT / path))
+    cfg.model.backbone.pop('init_cfg', None)
+    cfg.optim_wrapper.type = 'OptimWrapper'  # AMP needs a GPU; groups are the same
+    cfg.optim_wrapper.pop('loss_scale', None)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        model = DET_MODELS.build(cfg.model)
+        wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    for key in cfg.optim_wrapper.paramwise_cfg.get('custom_keys', {}):
+        assert any(key in n for n in names), f'{path}: custom key {key!r} is dead'
+    by_name = {n: g for n, p in model.named_parameters()
+               for g in wrapper.optimizer.param_groups if g['params'][0] is p}
+    wd = cfg.optim_wrapper.optimizer.weight_decay
+    for n, g in by_name.items():
+        assert g['weight_decay'] == (0.0 if 'norm' in n else wd), n
+    assert any(n.startswith('neck.0.branches.0.1.') for n in by_name) or \
+        'p8' in path  # the p16 adapter's BatchNorm exists and keeps decay

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Distributed evaluation with torchrun.
-#   single node:  tools/dist_train.sh CONFIG NGPUS [test.py options]
+#   single node:  tools/dist_test.sh CONFIG CKPT NGPUS [test.py options]
 #   multi-node:   NNODES=2 NODE_RANK=0 MASTER_ADDR=10.0.0.1 PORT=29500 \
 #                 tools/dist_test.sh CONFIG CKPT 8 [options]   (and NODE_RANK=1 on node 2)
 set -euo pipefail
@@ -13,7 +13,7 @@ PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 
 PYTHONPATH="$(dirname "$0")/..":${PYTHONPATH:-} \
-python -m torch.distributed.run \
+"${PYTHON:-python}" -m torch.distributed.run \
     --nnodes="$NNODES" \
     --node_rank="$NODE_RANK" \
     --master_addr="$MASTER_ADDR" \

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Distributed training with torchrun.
+# Distributed training with torchrun (PYTHON selects the interpreter; default python).
 #   single node:  tools/dist_train.sh CONFIG NGPUS [train.py options]
 #   multi-node:   NNODES=2 NODE_RANK=0 MASTER_ADDR=10.0.0.1 PORT=29500 \
 #                 tools/dist_train.sh CONFIG 8 [options]   (and NODE_RANK=1 on node 2)
@@ -12,7 +12,7 @@ PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 
 PYTHONPATH="$(dirname "$0")/..":${PYTHONPATH:-} \
-python -m torch.distributed.run \
+"${PYTHON:-python}" -m torch.distributed.run \
     --nnodes="$NNODES" \
     --node_rank="$NODE_RANK" \
     --master_addr="$MASTER_ADDR" \

@@ -1,33 +1,44 @@
 #!/usr/bin/env python3
 """Set up everything flsl_mm needs in the *active* Python environment.
 
-Run it as ``bash tools/install.sh`` (a thin wrapper) or ``python tools/install.py``.
+Run it as ``bash tools/install.sh`` (a thin wrapper) or ``python tools/install.py``
+with the interpreter of the environment to install into (a ``python3 -m venv``, with
+or without ``--system-site-packages``, a conda env, pyenv or the system Python).
 
 Steps (each one is skipped when what it would install is already there, so a second
 run finishes in seconds):
 
+0. bootstrap: pip (``ensurepip`` when the environment has none, upgraded when older
+   than 23.1) and ``packaging``, which the later steps use.
 1. torch / torchvision (pinned, the versions this machine serves from local disk),
-   mmengine, timm, pycocotools and small build helpers.
+   mmengine, timm, pycocotools and small helpers.
 2. mmcv 2.1.0 **with compiled ops**.  PyPI only has its source distribution, and
    that source does not build against torch 2.14 as published:
 
    * its ``setup.py`` hard-codes ``-std=c++17`` (``-std=c++14`` for nvcc) while
      torch 2.14's headers need C++20 -> patched to ``-std=c++20``;
-   * it imports ``pkg_resources`` -> built inside a throw-away virtual environment
-     (``--system-site-packages``, so it sees our torch) that has ``setuptools<70``;
-     torch 2.14 itself requires ``setuptools>=77`` so this cannot live in the user's
-     environment;
-   * ``--no-build-isolation`` (an isolated build does not see torch and silently
-     skips the ops), ``MMCV_WITH_OPS=1``, ``FORCE_CUDA=1`` only when a GPU and nvcc
-     are present.
+   * it imports ``pkg_resources`` and needs ``setuptools<70``, while torch 2.14
+     requires ``setuptools>=77``.  The build therefore runs with the *target*
+     interpreter (so it sees the target environment's torch) and a throw-away
+     overlay folder holding ``setuptools<70``, ``wheel`` and ``ninja`` put first on
+     ``PYTHONPATH``.  (A ``venv --system-site-packages`` made from a venv's python
+     sees the *base* interpreter's packages, not the venv's, and silently builds a
+     pure-Python wheel without ops: that is why no build venv is used.)
+   * ``--no-build-isolation`` (an isolated build does not see torch), ``MMCV_WITH_OPS=1``,
+     ``FORCE_CUDA=1`` only when a GPU and nvcc are present.
 
-   The wheel is kept in ``$FLSL_MM_CACHE`` (default ``~/.cache/flsl_mm/wheels``),
-   keyed by Python, torch and CPU/CUDA, so a reinstall reuses it.
-3. mmdet 3.3.0 and mmpretrain 1.2.0.
+   A wheel is cached (``$FLSL_MM_CACHE``, default ``~/.cache/flsl_mm/wheels``, keyed
+   by Python, torch and CPU/CUDA) only after it passed every check: a platform tag
+   (not ``none-any``), the compiled ``mmcv/_ext`` inside, and
+   ``from mmcv.ops import nms, RoIAlign`` in the target environment.  A cached wheel
+   that fails any check later is deleted and rebuilt automatically.
+3. mmdet 3.3.0, mmpretrain 1.2.0, mmsegmentation 1.2.2 (+ ``ftfy``/``regex`` that it
+   imports without declaring them).
 4. flsl_mm itself, editable (``pip install -e``).
 
 Options: ``--dry-run`` prints the plan and exits; ``--check`` exits 0 when nothing is
-left to do, 1 otherwise.
+left to do, 1 otherwise.  Neither changes the environment.  Troubleshooting:
+``docs/install.md``.
 """
 from __future__ import annotations
 
@@ -40,6 +51,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -49,6 +61,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 TORCH_VERSION = '2.14.1'
 TORCHVISION_VERSION = '0.29.1'
 MMCV_VERSION = '2.1.0'
+# torch 2.14.1 has wheels for 3.10+; the stack is tested on 3.11.
+SUPPORTED_PYTHON = ((3, 10), (3, 12))
+MIN_PIP = (23, 1)
+# the torch wheel unpacks ~5.5 GB of CUDA libraries; pip needs room to unpack it.
+TORCH_FREE_GB = 10.0
+DOCS = 'docs/install.md'
 
 # name -> pip requirement. The version each must satisfy is checked with
 # ``_satisfied`` before pip is called at all (pip's own no-op takes ~10 s a call).
@@ -66,12 +84,22 @@ BASE_REQUIREMENTS = {
 OPENMMLAB_REQUIREMENTS = {
     'mmdet': 'mmdet==3.3.0',
     'mmpretrain': 'mmpretrain==1.2.0',
+    'mmsegmentation': 'mmsegmentation==1.2.2',
+    # mmseg 1.2.2 imports these without declaring them
+    'ftfy': 'ftfy>=6',
+    'regex': 'regex>=2022.1.18',
 }
+# what the mmcv build needs on top of the target environment (the overlay)
+MMCV_BUILD_TOOLS = ['setuptools>=60,<70', 'wheel', 'ninja']
 
 MMCV_OPS_PROBE = (
     'import mmcv, sys\n'
     f'assert mmcv.__version__ == "{MMCV_VERSION}", mmcv.__version__\n'
     'from mmcv.ops import nms, RoIAlign\n')
+# What the mmcv build must see: the target's torch and the overlay's setuptools.
+BUILD_ENV_PROBE = (
+    'import torch, setuptools, pkg_resources, wheel\n'
+    'print(torch.__version__, torch.__file__, setuptools.__version__)\n')
 
 
 def log(msg: str) -> None:
@@ -79,7 +107,7 @@ def log(msg: str) -> None:
 
 
 class InstallError(RuntimeError):
-    """A step failed; the message says which and what to look at."""
+    """A step failed; the message says what went wrong and what to do next."""
 
 
 # --------------------------------------------------------------------------- checks
@@ -90,21 +118,104 @@ def _installed_version(dist: str) -> str | None:
         return None
 
 
+def _requirement_class():
+    """``packaging``'s Requirement: the installed one, else pip's vendored copy (so
+    ``--dry-run``/``--check`` work before the bootstrap step), else None."""
+    try:
+        from packaging.requirements import Requirement
+    except ImportError:
+        try:
+            from pip._vendor.packaging.requirements import Requirement
+        except ImportError:
+            return None
+    return Requirement
+
+
 def _satisfied(requirement: str) -> bool:
     """Whether ``requirement`` (``name==v``, ``name>=a,<b``) is met right now."""
-    from packaging.requirements import Requirement  # shipped with pip/setuptools
-    req = Requirement(requirement)
+    req_cls = _requirement_class()
+    if req_cls is None:  # no pip, no packaging: nothing can be checked yet
+        return False
+    req = req_cls(requirement)
     version = _installed_version(req.name)
     if version is None:
         return False
     return req.specifier.contains(version, prereleases=True)
 
 
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in version.split('.'):
+        digits = ''.join(c for c in piece if c.isdigit())
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def bootstrap_needed(python: str = sys.executable) -> list[str]:
+    """What the bootstrap step has to do in ``python``'s environment."""
+    proc = subprocess.run(
+        [python, '-c', 'import pip; print(pip.__version__)'],
+        capture_output=True, text=True)
+    if proc.returncode != 0:
+        return ['ensurepip', 'pip', 'packaging']
+    todo = []
+    if _version_tuple(proc.stdout.strip()) < MIN_PIP:
+        todo.append('pip')
+    proc = subprocess.run([python, '-c', 'import packaging.requirements'],
+                          capture_output=True)
+    if proc.returncode != 0:
+        todo.append('packaging')
+    return todo
+
+
+def check_python(version_info=sys.version_info) -> None:
+    low, high = SUPPORTED_PYTHON
+    if not low <= tuple(version_info[:2]) <= high:
+        raise InstallError(
+            f'Python {version_info[0]}.{version_info[1]} ({sys.executable}) is not '
+            f'supported: torch {TORCH_VERSION} and the mmcv build need Python '
+            f'{low[0]}.{low[1]}-{high[0]}.{high[1]}. Create the environment with one of '
+            f'those (e.g. `python3.11 -m venv venv`) and run bash tools/install.sh '
+            'inside it.')
+
+
+def check_free_space(path: Path, need_gb: float, what: str) -> None:
+    path = Path(path)
+    while not path.exists():
+        path = path.parent
+    free_gb = shutil.disk_usage(path).free / 1e9
+    if free_gb < need_gb:
+        raise InstallError(
+            f'{what} needs about {need_gb:.0f} GB free under {path}, only '
+            f'{free_gb:.1f} GB are: free some space there (or point TMPDIR / the '
+            f'environment elsewhere), then run bash tools/install.sh again.')
+
+
+def check_compiler() -> None:
+    cxx = os.environ.get('CXX') or 'c++'
+    if shutil.which(cxx) is None and shutil.which('g++') is None:
+        raise InstallError(
+            'no C++ compiler found (looked for $CXX, c++ and g++); mmcv\'s ops are '
+            'compiled at install time: install one (Debian/Ubuntu: '
+            '`apt-get install g++`, conda: `conda install gxx_linux-64`), then run '
+            'bash tools/install.sh again.')
+
+
 def mmcv_ops_ready(python: str = sys.executable) -> bool:
     """True when mmcv has the pinned version and its compiled ops import."""
-    proc = subprocess.run([python, '-c', MMCV_OPS_PROBE],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return proc.returncode == 0
+    return _mmcv_ops_error(python) is None
+
+
+def _mmcv_ops_error(python: str = sys.executable) -> str | None:
+    """None when the ops probe passes in ``python``, else its last error line."""
+    proc = subprocess.run([python, '-c', MMCV_OPS_PROBE], capture_output=True,
+                          text=True, cwd=tempfile.gettempdir())
+    if proc.returncode == 0:
+        return None
+    lines = (proc.stderr or proc.stdout).strip().splitlines()
+    return lines[-1] if lines else f'exit {proc.returncode}'
 
 
 def flsl_mm_installed(repo_root: Path = REPO_ROOT,
@@ -144,6 +255,30 @@ def cached_mmcv_wheel(cache: Path | None = None) -> Path | None:
     return Path(hits[-1]) if hits else None
 
 
+def mmcv_wheel_problem(wheel: Path) -> str | None:
+    """Why ``wheel`` cannot be an mmcv wheel with compiled ops for this Python
+    (None when it can): a ``none-any``/pure-Python tag, another Python's tag, or no
+    ``mmcv/_ext`` extension inside."""
+    parts = wheel.name[:-len('.whl')].split('-')
+    if len(parts) < 5 or not wheel.name.endswith('.whl'):
+        return f'{wheel.name} is not a wheel file name'
+    py_tag, abi_tag, plat_tag = parts[-3:]
+    if plat_tag == 'any':
+        return (f'{wheel.name} is a pure-Python wheel ({py_tag}-{abi_tag}-{plat_tag}): '
+                'the build did not compile mmcv\'s ops')
+    want = f'cp{sys.version_info.major}{sys.version_info.minor}'
+    if py_tag != want:
+        return f'{wheel.name} is for {py_tag}, this Python is {want}'
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        return f'{wheel} is not a readable wheel ({exc})'
+    if not any(n.startswith('mmcv/_ext') and n.endswith('.so') for n in names):
+        return f'{wheel.name} holds no compiled mmcv/_ext*.so'
+    return None
+
+
 # --------------------------------------------------------------------------- plan
 @dataclass
 class Step:
@@ -155,6 +290,9 @@ class Step:
 def plan() -> list[Step]:
     """Decide what each step has to do, without changing anything."""
     steps = []
+    todo = bootstrap_needed()
+    steps.append(Step('bootstrap (pip, packaging)', 'pip' if todo else 'skip',
+                      ' '.join(todo)))
     missing = [r for r in BASE_REQUIREMENTS.values() if not _satisfied(r)]
     steps.append(Step('base packages', 'pip' if missing else 'skip', ' '.join(missing)))
     if mmcv_ops_ready():
@@ -168,7 +306,7 @@ def plan() -> list[Step]:
             steps.append(Step(f'mmcv {MMCV_VERSION} with ops', 'build-wheel',
                               str(wheel_cache_dir())))
     missing = [r for r in OPENMMLAB_REQUIREMENTS.values() if not _satisfied(r)]
-    steps.append(Step('mmdet / mmpretrain', 'pip' if missing else 'skip',
+    steps.append(Step('mmdet / mmpretrain / mmseg', 'pip' if missing else 'skip',
                       ' '.join(missing)))
     steps.append(Step('flsl_mm (editable)',
                       'skip' if flsl_mm_installed() else 'pip', str(REPO_ROOT)))
@@ -176,9 +314,14 @@ def plan() -> list[Step]:
 
 
 # --------------------------------------------------------------------------- actions
+PIP_HINT = ('if pip could not reach the package index (offline, proxy), fix the '
+            'network or point PIP_INDEX_URL at a mirror, then run bash '
+            'tools/install.sh again; see ' + DOCS)
+
+
 def _run(cmd: list[str], what: str, env: dict | None = None,
          logfile: Path | None = None, cwd: str | None = None,
-         heartbeat_s: float = 60.0) -> None:
+         heartbeat_s: float = 60.0, hint: str = '') -> None:
     """Run ``cmd``; with ``logfile``, send its output there and print a progress
     line (elapsed minutes, last log line) every ``heartbeat_s`` seconds."""
     log('$ ' + ' '.join(cmd))
@@ -202,8 +345,9 @@ def _run(cmd: list[str], what: str, env: dict | None = None,
         tail = ''
         if logfile is not None and logfile.exists():
             tail = '\n'.join(logfile.read_text(errors='replace').splitlines()[-40:])
-            tail = f'\n--- last lines of {logfile} ---\n{tail}'
-        raise InstallError(f'{what} failed (exit {proc.returncode}){tail}')
+            tail = f'\n--- last lines of {logfile} ---\n{tail}\n---'
+        raise InstallError(f'{what} failed (exit {proc.returncode}){tail}'
+                           + (f'\nNext: {hint}' if hint else ''))
 
 
 def _constraints_file(tmp: Path) -> Path:
@@ -214,7 +358,27 @@ def _constraints_file(tmp: Path) -> Path:
 
 
 def pip_install(args: list[str], constraints: Path, what: str) -> None:
-    _run([sys.executable, '-m', 'pip', 'install', '-c', str(constraints), *args], what)
+    _run([sys.executable, '-m', 'pip', 'install', '-c', str(constraints), *args], what,
+         hint=PIP_HINT)
+
+
+def bootstrap(todo: list[str]) -> None:
+    """Give the environment a working pip and ``packaging`` before anything uses them."""
+    if 'ensurepip' in todo:
+        proc = subprocess.run([sys.executable, '-m', 'ensurepip', '--upgrade'])
+        if proc.returncode != 0:
+            raise InstallError(
+                f'{sys.executable} has no pip and `-m ensurepip` failed: on Debian/'
+                'Ubuntu install python3-venv (or python3-pip) and recreate the '
+                'environment, then run bash tools/install.sh again.')
+    wanted = []
+    if 'pip' in todo:
+        wanted.append(f'pip>={".".join(map(str, MIN_PIP))}')
+    if 'packaging' in todo:
+        wanted.append('packaging')
+    if wanted:
+        _run([sys.executable, '-m', 'pip', 'install', '-q', '--upgrade', *wanted],
+             'bootstrapping ' + ', '.join(wanted), hint=PIP_HINT)
 
 
 def patch_mmcv_setup(setup_py: Path) -> int:
@@ -230,115 +394,223 @@ def patch_mmcv_setup(setup_py: Path) -> int:
     return count
 
 
-def build_mmcv_wheel(cache: Path) -> Path:
-    """Download mmcv's sdist, patch it, build a wheel into ``cache``."""
+def build_jobs() -> int:
+    """Parallel compile jobs: ``$MAX_JOBS``, else the CPU count."""
+    return int(os.environ.get('MAX_JOBS') or os.cpu_count() or 1)
+
+
+def mmcv_build_env(overlay: Path, cuda: bool, jobs: int) -> dict:
+    """Environment of the mmcv build: the target interpreter, with ``overlay`` (its
+    ``setuptools<70``, ``wheel``, ``ninja``) first on ``PYTHONPATH`` and ``PATH``."""
+    env = dict(os.environ, MMCV_WITH_OPS='1', FORCE_CUDA='1' if cuda else '0',
+               MAX_JOBS=str(jobs))
+    env['PYTHONPATH'] = os.pathsep.join(
+        [str(overlay)] + ([env['PYTHONPATH']] if env.get('PYTHONPATH') else []))
+    env['PATH'] = os.pathsep.join([str(overlay / 'bin'), env.get('PATH', '')])
+    env.pop('PYTHONNOUSERSITE', None)
+    return env
+
+
+def make_mmcv_build_overlay(overlay: Path, constraints: Path) -> dict:
+    """Install the build tools into ``overlay`` and check, with the target
+    interpreter, that the build will see torch and the old setuptools. Returns the
+    build environment."""
+    _run([sys.executable, '-m', 'pip', 'install', '-q', '--no-warn-conflicts',
+          '--target', str(overlay), *MMCV_BUILD_TOOLS, '-c', str(constraints)],
+         'installing mmcv build tools (setuptools<70, wheel, ninja) into '
+         f'{overlay}', hint=PIP_HINT)
+    env = mmcv_build_env(overlay, cuda_build_wanted(), build_jobs())
+    verify_build_env(env)
+    return env
+
+
+def verify_build_env(env: dict, python: str = sys.executable) -> tuple[str, str]:
+    """Fail loudly unless ``python`` under ``env`` imports torch and a setuptools
+    older than 70; returns (torch file, setuptools version)."""
+    proc = subprocess.run([python, '-c', BUILD_ENV_PROBE], env=env,
+                          capture_output=True, text=True, cwd=tempfile.gettempdir())
+    if proc.returncode != 0:
+        err = (proc.stderr.strip().splitlines() or ['?'])[-1]
+        raise InstallError(
+            f'the mmcv build environment cannot import torch/setuptools/wheel '
+            f'({err}); without torch mmcv would build without its ops. Check that '
+            f'`{python} -c "import torch"` works, then run bash tools/install.sh '
+            'again.')
+    torch_v, torch_file, st_v = proc.stdout.split()
+    if _version_tuple(st_v) >= (70,):
+        raise InstallError(
+            f'the mmcv build sees setuptools {st_v}, it needs <70 (pkg_resources): '
+            'unset PYTHONPATH entries that bring another setuptools, then run bash '
+            'tools/install.sh again.')
+    log(f'mmcv build sees torch {torch_v} ({torch_file}) and setuptools {st_v}')
+    return torch_file, st_v
+
+
+def build_mmcv_wheel(out_dir: Path, constraints: Path) -> Path:
+    """Download mmcv's sdist, patch it, build a wheel into ``out_dir`` (not the
+    cache: the caller caches it once it has passed every check)."""
+    check_compiler()
     cuda = cuda_build_wanted()
-    jobs = os.cpu_count() or 1
-    with tempfile.TemporaryDirectory(prefix='flsl_mm_mmcv_') as tmpdir:
-        tmp = Path(tmpdir)
-        venv = tmp / 'buildenv'
-        log('creating a throw-away build environment (setuptools<70 for mmcv)')
-        _run([sys.executable, '-m', 'venv', '--system-site-packages', str(venv)],
-             'creating the mmcv build venv')
-        vpy = str(venv / 'bin' / 'python')
-        _run([vpy, '-m', 'pip', 'install', '-q', 'setuptools<70', 'wheel', 'ninja',
-              '-c', str(_constraints_file(tmp))], 'installing mmcv build tools')
-        _run([vpy, '-m', 'pip', 'download', '--no-deps', '--no-binary', ':all:',
-              '--no-build-isolation', '-d', str(tmp / 'sdist'), f'mmcv=={MMCV_VERSION}'],
-             f'downloading the mmcv {MMCV_VERSION} source')
-        sdists = list((tmp / 'sdist').glob('mmcv-*.tar.gz'))
-        if not sdists:
-            raise InstallError('pip download gave no mmcv source archive')
-        with tarfile.open(sdists[0]) as tar:
-            tar.extractall(tmp / 'src', filter='data')
-        src = next((tmp / 'src').iterdir())
-        n = patch_mmcv_setup(src / 'setup.py')
-        log(f'patched {n} C++ standard flag(s) in mmcv setup.py to -std=c++20')
-        env = dict(os.environ, MMCV_WITH_OPS='1', FORCE_CUDA='1' if cuda else '0',
-                   MAX_JOBS=str(jobs))
-        build_log = Path(tempfile.gettempdir()) / 'flsl_mm_mmcv_build.log'
-        estimate = ('~11 min with ninja, ~25-30 min without, on 2 cores' if not cuda
-                    else 'long (CUDA ops)')
-        log(f'building mmcv {MMCV_VERSION} {"CUDA" if cuda else "CPU"} ops with '
-            f'{jobs} job(s), {estimate}; log: {build_log}')
-        start = time.time()
-        out = tmp / 'wheel'
-        _run([vpy, '-m', 'pip', 'wheel', '--no-build-isolation', '--no-deps', '-w',
-              str(out), str(src)], f'building mmcv {MMCV_VERSION}', env=env,
-             logfile=build_log)
-        log(f'mmcv built in {(time.time() - start) / 60:.1f} min')
-        wheels = list(out.glob('mmcv-*.whl'))
-        if not wheels:
-            raise InstallError(f'mmcv build produced no wheel; see {build_log}')
-        cache.mkdir(parents=True, exist_ok=True)
-        # Copy under a temporary name then rename, so an interrupted copy never
-        # leaves a truncated wheel that a later run would trust.
-        target = cache / wheels[0].name
-        partial = cache / (wheels[0].name + '.partial')
-        shutil.copyfile(wheels[0], partial)
-        os.replace(partial, target)
-        return target
+    jobs = build_jobs()
+    tmp = Path(tempfile.mkdtemp(prefix='flsl_mm_mmcv_', dir=out_dir))
+    env = make_mmcv_build_overlay(tmp / 'overlay', constraints)
+    _run([sys.executable, '-m', 'pip', 'download', '--no-deps', '--no-binary', ':all:',
+          '--no-build-isolation', '-d', str(tmp / 'sdist'), f'mmcv=={MMCV_VERSION}'],
+         f'downloading the mmcv {MMCV_VERSION} source', env=env, hint=PIP_HINT)
+    sdists = list((tmp / 'sdist').glob('mmcv-*.tar.gz'))
+    if not sdists:
+        raise InstallError('pip download gave no mmcv source archive; run bash '
+                           'tools/install.sh again (a partial download is retried)')
+    with tarfile.open(sdists[0]) as tar:
+        tar.extractall(tmp / 'src', filter='data')
+    src = next((tmp / 'src').iterdir())
+    n = patch_mmcv_setup(src / 'setup.py')
+    log(f'patched {n} C++ standard flag(s) in mmcv setup.py to -std=c++20')
+    build_log = Path(tempfile.gettempdir()) / 'flsl_mm_mmcv_build.log'
+    estimate = ('~11 min with ninja on 2 cores' if not cuda else 'long (CUDA ops)')
+    log(f'building mmcv {MMCV_VERSION} {"CUDA" if cuda else "CPU"} ops with '
+        f'{jobs} job(s), {estimate}; log: {build_log}')
+    start = time.time()
+    out = tmp / 'wheel'
+    _run([sys.executable, '-m', 'pip', 'wheel', '-v', '--no-build-isolation',
+          '--no-deps', '-w', str(out), str(src)], f'building mmcv {MMCV_VERSION}', env=env,
+         logfile=build_log,
+         hint=f'read the log above ({build_log}); a missing compiler or disk space '
+              f'is the usual cause, see {DOCS}')
+    log(f'mmcv built in {(time.time() - start) / 60:.1f} min')
+    wheels = list(out.glob('mmcv-*.whl'))
+    if not wheels:
+        raise InstallError(f'mmcv build produced no wheel; see {build_log}')
+    return wheels[0]
+
+
+def cache_wheel(wheel: Path, cache: Path) -> Path:
+    """Copy ``wheel`` into ``cache`` under a temporary name, then rename, so an
+    interrupted copy never leaves a truncated wheel that a later run would trust."""
+    cache.mkdir(parents=True, exist_ok=True)
+    target = cache / wheel.name
+    partial = cache / (wheel.name + '.partial')
+    shutil.copyfile(wheel, partial)
+    os.replace(partial, target)
+    return target
+
+
+def install_mmcv_wheel(wheel: Path, constraints: Path) -> str | None:
+    """Install ``wheel`` (replacing any mmcv there) and its dependencies; returns
+    None when the ops probe then passes, else what failed."""
+    problem = mmcv_wheel_problem(wheel)
+    if problem:
+        return problem
+    pip_install(['--force-reinstall', '--no-deps', str(wheel)], constraints,
+                f'installing {wheel.name}')
+    pip_install([str(wheel)], constraints, f'installing the dependencies of {wheel.name}')
+    err = _mmcv_ops_error()
+    return None if err is None else f'`from mmcv.ops import nms, RoIAlign` fails: {err}'
+
+
+def ensure_mmcv(constraints: Path, work: Path) -> None:
+    """Install mmcv with ops: from the cache when the cached wheel passes every check
+    (a bad one is deleted), else built, checked, installed and only then cached."""
+    cache = wheel_cache_dir()
+    wheel = cached_mmcv_wheel(cache)
+    if wheel is not None:
+        log(f'trying cached mmcv wheel {wheel}')
+        problem = install_mmcv_wheel(wheel, constraints)
+        if problem is None:
+            return
+        log(f'discarding the cached wheel: {problem}; rebuilding')
+        wheel.unlink(missing_ok=True)
+    check_free_space(work, 3.0, 'building mmcv')
+    built = build_mmcv_wheel(work, constraints)
+    problem = install_mmcv_wheel(built, constraints)
+    if problem is not None:
+        raise InstallError(
+            f'the freshly built mmcv wheel is unusable: {problem}. It was not cached. '
+            f'Check the build log ({Path(tempfile.gettempdir())}/'
+            f'flsl_mm_mmcv_build.log) and {DOCS}, then run bash tools/install.sh again.')
+    log(f'cached {cache_wheel(built, cache)}')
+
+
+def site_packages() -> Path:
+    import sysconfig
+    return Path(sysconfig.get_paths()['purelib'])
 
 
 def install(dry_run: bool = False) -> int:
+    check_python()
     steps = plan()
     for step in steps:
-        log(f'{step.name:<24} -> {step.action}{"  " + step.detail if step.detail else ""}')
+        log(f'{step.name:<27} -> {step.action}{"  " + step.detail if step.detail else ""}')
     if dry_run:
         return 0
+    timings = []
+    boot, base, mmcv, openmmlab, own = steps
     with tempfile.TemporaryDirectory(prefix='flsl_mm_install_') as tmpdir:
         constraints = _constraints_file(Path(tmpdir))
-        base, mmcv, openmmlab, own = steps
+        t0 = time.time()
+        if boot.action != 'skip':
+            bootstrap(boot.detail.split())
+        timings.append(('bootstrap', time.time() - t0))
+        t0 = time.time()
         if base.action == 'pip':
+            if not _satisfied(BASE_REQUIREMENTS['torch']):
+                check_free_space(site_packages(), TORCH_FREE_GB, 'installing torch')
             pip_install(list(BASE_REQUIREMENTS.values()) + ['ninja', 'wheel'],
                         constraints, 'installing torch, mmengine, timm, pycocotools')
-        if mmcv.action != 'skip':
-            wheel = cached_mmcv_wheel()
-            if wheel is None:
-                wheel = build_mmcv_wheel(wheel_cache_dir())
-            else:
-                log(f'reusing cached mmcv wheel {wheel}')
-            pip_install([str(wheel)], constraints, f'installing {wheel.name}')
-            if not mmcv_ops_ready():
-                raise InstallError('mmcv installed but `from mmcv.ops import nms, '
-                                   'RoIAlign` fails; delete the cached wheel '
-                                   f'{wheel} and run again')
-        if openmmlab.action == 'pip':
+        timings.append(('base packages', time.time() - t0))
+        t0 = time.time()
+        if not mmcv_ops_ready():  # re-checked: the base step may have changed torch
+            ensure_mmcv(constraints, Path(tmpdir))
+        timings.append(('mmcv', time.time() - t0))
+        t0 = time.time()
+        if any(not _satisfied(r) for r in OPENMMLAB_REQUIREMENTS.values()):
             pip_install(list(OPENMMLAB_REQUIREMENTS.values()), constraints,
-                        'installing mmdet and mmpretrain')
+                        'installing mmdet, mmpretrain, mmsegmentation')
+        timings.append(('mmdet/mmpretrain/mmseg', time.time() - t0))
+        t0 = time.time()
         if own.action == 'pip':
             pip_install(['--no-deps', '-e', str(REPO_ROOT)], constraints,
                         'installing flsl_mm (editable)')
+        timings.append(('flsl_mm', time.time() - t0))
     log('verifying imports')
     _run([sys.executable, '-c',
-          'import torch, mmengine, mmcv, mmdet, mmpretrain, timm, pycocotools, flsl_mm;'
+          'import torch, mmengine, mmcv, mmdet, mmpretrain, mmseg, timm, pycocotools,'
+          ' flsl_mm;'
           'from mmcv.ops import nms, RoIAlign;'
           'print("torch", torch.__version__, "mmengine", mmengine.__version__,'
           '"mmcv", mmcv.__version__, "mmdet", mmdet.__version__,'
-          '"mmpretrain", mmpretrain.__version__, "timm", timm.__version__)'],
-         'the final import check', cwd=tempfile.gettempdir())
-    log('environment ready')
+          '"mmpretrain", mmpretrain.__version__, "mmseg", mmseg.__version__,'
+          '"timm", timm.__version__)'],
+         'the final import check', cwd=tempfile.gettempdir(),
+         hint=f'run bash tools/install.sh again; if it fails the same way, see {DOCS}')
+    log('time per step: ' + ', '.join(f'{n} {s:.0f} s' for n, s in timings))
+    log(f'environment ready: {sys.executable}')
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--dry-run', action='store_true', help='print the plan only')
+    parser.add_argument('--dry-run', action='store_true',
+                        help='print the plan only (changes nothing)')
     parser.add_argument('--check', action='store_true',
                         help='exit 0 when nothing is left to install, else 1')
     args = parser.parse_args(argv)
-    if args.check:
-        todo = [s for s in plan() if s.action != 'skip']
-        for s in todo:
-            log(f'not ready: {s.name} ({s.action})')
-        return 1 if todo else 0
-    start = time.time()
     try:
+        if args.check:
+            check_python()
+            todo = [s for s in plan() if s.action != 'skip']
+            for s in todo:
+                log(f'not ready: {s.name} ({s.action})')
+            if not todo:
+                log(f'ready: {sys.executable}')
+            return 1 if todo else 0
+        start = time.time()
         rc = install(dry_run=args.dry_run)
     except InstallError as exc:
         log(f'FAILED: {exc}')
         return 1
-    log(f'done in {time.time() - start:.0f} s')
+    if not args.dry_run:
+        log(f'done in {time.time() - start:.0f} s')
     return rc
 
 

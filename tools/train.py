@@ -79,6 +79,8 @@ def build_cfg(args) -> Config:
             raise SystemExit(f'--resume: checkpoint not found: {args.resume}')
         cfg.resume = True
         cfg.load_from = args.resume
+    from flsl_mm.compat import cpu_ddp_wrapper_cfg
+    cpu_ddp_wrapper_cfg(cfg)
     return cfg
 
 

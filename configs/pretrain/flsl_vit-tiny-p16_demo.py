@@ -15,7 +15,8 @@ warmup_epochs = 2
 model = dict(
     backbone=dict(arch='tiny', drop_path_rate=0.1),
     head=dict(in_channels=192, out_channels=1024, hidden_channels=512,
-              bottleneck_channels=128))
+              bottleneck_channels=128),
+    loss=dict(warmup_teacher_temp_epochs=3))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -54,15 +55,6 @@ param_scheduler = [
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
 auto_scale_lr = dict(base_batch_size=16, enable=False)
 
-custom_hooks = [
-    dict(type='FLSLScheduleHook', warmup_teacher_temp=0.04, teacher_temp=0.07,
-         warmup_teacher_temp_epochs=3),
-    dict(type='FLSLTeacherUpdateHook'),
-    dict(type='FreezeLastLayerHook', freeze_last_layer=1),
-    dict(type='PerParamGradClipHook', max_norm=3.0),
-    dict(type='NonFiniteLossHook'),
-    dict(type='RNGStateHook'),
-]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=1),
     checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=2,

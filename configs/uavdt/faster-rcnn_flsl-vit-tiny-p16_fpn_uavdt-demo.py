@@ -51,8 +51,10 @@ optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',  # --amp switches to AmpOptimWrapper on a GPU
     optimizer=dict(type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    paramwise_cfg=dict(norm_decay_mult=0.0,
-                       custom_keys={'pos_embed': dict(decay_mult=0.0)}))
+    # no decay on parameters named *norm* (the backbone's LayerNorms), as the
+    # published recipe (which matches by name: the adapter's BatchNorm keeps its
+    # decay there too); pos_embed is a fixed buffer here, nothing to exempt
+    paramwise_cfg=dict(custom_keys={'norm': dict(decay_mult=0.0)}))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=10),
     dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True,

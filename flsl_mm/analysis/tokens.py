@@ -1,6 +1,8 @@
 """Frozen FLSL backbones and their token grids for analysis tools."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from mmengine.config import Config
@@ -8,15 +10,37 @@ from mmengine.registry import DefaultScope
 
 from flsl_mm.models.backbones.flsl_vit import FLSLViT
 
-IMAGENET_MEAN = np.array([123.675, 116.28, 103.53], np.float32)
-IMAGENET_STD = np.array([58.395, 57.12, 57.375], np.float32)
+
+@dataclass(frozen=True)
+class InputNorm:
+    """The pretraining config's input normalisation (its data preprocessor)."""
+    mean: np.ndarray
+    std: np.ndarray
+    to_rgb: bool
+
+    @classmethod
+    def from_config(cls, cfg: Config, source: str = 'config') -> 'InputNorm':
+        pre = cfg.model.get('data_preprocessor') or {}
+        if 'mean' not in pre or 'std' not in pre:
+            raise ValueError(f'{source}: model.data_preprocessor has no mean/std; '
+                             'the analysis tools normalise inputs as training did')
+        to_rgb = bool(pre.get('to_rgb', pre.get('bgr_to_rgb', False)))
+        return cls(np.asarray(pre['mean'], np.float32),
+                   np.asarray(pre['std'], np.float32), to_rgb)
+
+    def __call__(self, img_bgr: np.ndarray) -> torch.Tensor:
+        """BGR uint8 HxWx3 (as loaded by cv2/mmcv) -> normalised 1x3xHxW."""
+        img = img_bgr[..., ::-1] if self.to_rgb else img_bgr
+        x = (img.astype(np.float32) - self.mean) / self.std
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]
 
 
 def load_backbone(config: str, checkpoint: str | None = None, student: bool = False,
                   random_init: bool = False, seed: int = 0) -> FLSLViT:
     """The (teacher, by default) backbone of an FLSL pretraining config.
 
-    ``random_init`` (or no checkpoint) gives the backbone at its initialisation for
+    The backbone carries ``input_norm`` (:class:`InputNorm` of the config's data
+    preprocessor); its patch size is the config's. ``random_init`` (or no checkpoint) gives the backbone at its initialisation for
     ``seed``: the baseline every probe is compared with.
     """
     from mmpretrain.registry import MODELS
@@ -41,22 +65,21 @@ def load_backbone(config: str, checkpoint: str | None = None, student: bool = Fa
         if missing or unexpected:
             raise ValueError(f'{checkpoint}: does not fit the config backbone '
                              f'(missing {missing[:3]}, unexpected {unexpected[:3]})')
+    backbone.input_norm = InputNorm.from_config(cfg, config)
     return backbone.eval()
-
-
-def to_input(img_bgr: np.ndarray) -> torch.Tensor:
-    """BGR uint8 HxWx3 -> normalised RGB 1x3xHxW."""
-    rgb = img_bgr[..., ::-1].astype(np.float32)
-    x = (rgb - IMAGENET_MEAN) / IMAGENET_STD
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]
 
 
 @torch.no_grad()
 def extract_tokens(backbone: FLSLViT, img_bgr: np.ndarray, block: int = -1
                    ) -> np.ndarray:
     """``(h, w, C)`` tokens after ``block`` (-1: the last block, with the final
-    LayerNorm as in pretraining). The image must be a multiple of the patch."""
-    tokens, (h, w) = backbone.prepare_tokens(to_input(img_bgr))
+    LayerNorm as in pretraining). The image must be a multiple of the patch; it is
+    normalised with ``backbone.input_norm`` (set by :func:`load_backbone`)."""
+    norm = getattr(backbone, 'input_norm', None)
+    if norm is None:
+        raise ValueError('extract_tokens: the backbone has no input_norm; build it '
+                         'with load_backbone(config, ...)')
+    tokens, (h, w) = backbone.prepare_tokens(norm(img_bgr))
     last = len(backbone.blocks) - 1
     block = block % len(backbone.blocks)
     for i, blk in enumerate(backbone.blocks[:block + 1]):

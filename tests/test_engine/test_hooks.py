@@ -6,9 +6,10 @@ import torch
 
 from flsl_mm.engine import (FLSLScheduleHook, FreezeLastLayerHook,
                             NonFiniteLossHook, PerParamGradClipHook)
-from flsl_mm.engine.hooks.flsl_schedule_hook import cosine_value, teacher_temp_at
+from flsl_mm.engine.hooks.flsl_schedule_hook import cosine_value
 from flsl_mm.engine.hooks.grad_hooks import clip_grad_per_param
-from flsl_mm.models import FLSLHead
+from flsl_mm.models import FLSLHead, FLSLLoss
+from flsl_mm.models.losses.flsl_loss import teacher_temp_at
 
 
 def test_teacher_temp_warmup_is_linspace_then_constant():
@@ -33,21 +34,34 @@ class _Hub:
 
 
 def test_schedule_hook_sets_model_attributes():
-    loss = SimpleNamespace(upsilon=0.03, teacher_temp=0.04)
-    model = SimpleNamespace(loss_module=loss, beta_sa=0.1, beta_ca=0.2)
+    # tau_t's schedule is the loss's own (one place): 0.04 -> 0.07 over 3 epochs
+    loss = FLSLLoss(out_dim=4, upsilon=0.03, teacher_temp=0.07,
+                    warmup_teacher_temp=0.04, warmup_teacher_temp_epochs=3)
+    served = []
+    model = SimpleNamespace(loss_module=loss, beta_sa=0.1, beta_ca=0.2,
+                            schedule_applied=lambda: served.append(1))
     runner = SimpleNamespace(model=model, iter=0, max_iters=10, epoch=0,
                              message_hub=_Hub())
-    hook = FLSLScheduleHook(warmup_teacher_temp_epochs=3, start_intraview=1.0,
-                            start_beta_ca=0.4)
+    hook = FLSLScheduleHook(start_intraview=1.0, start_beta_ca=0.4)
     hook.before_train(runner)
     hook.before_train_iter(runner, 0)
     assert loss.upsilon == pytest.approx(1.0) and model.beta_ca == pytest.approx(0.4)
-    assert model.beta_sa == 0.1 and loss.teacher_temp == pytest.approx(0.04)
+    assert model.beta_sa == 0.1 and loss.current_teacher_temp == pytest.approx(0.04)
+    assert runner.message_hub.scalars['train/teacher_temp'] == pytest.approx(0.04)
     runner.iter, runner.epoch = 5, 1
     hook.before_train_iter(runner, 0)
     assert loss.upsilon == pytest.approx((1.0 + 0.03) / 2)
     assert model.beta_ca == pytest.approx(0.3)
-    assert loss.teacher_temp == pytest.approx(0.055)
+    assert loss.current_teacher_temp == pytest.approx(0.055)
+    runner.epoch = 7
+    hook.before_train_iter(runner, 0)
+    assert loss.current_teacher_temp == pytest.approx(0.07) and len(served) == 3
+
+
+def test_schedule_hook_takes_no_teacher_temperature():
+    # it used to overwrite the loss's teacher_temp with its own argument
+    with pytest.raises(TypeError):
+        FLSLScheduleHook(teacher_temp=0.04)
 
 
 def test_per_param_clip():
@@ -55,9 +69,45 @@ def test_per_param_clip():
     b = torch.nn.Parameter(torch.zeros(2))
     a.grad = torch.tensor([3.0, 4.0])  # norm 5 -> clipped to 3
     b.grad = torch.tensor([0.3, 0.4])  # norm .5 -> untouched
-    clip_grad_per_param([a, b], 3.0)
+    norms = clip_grad_per_param([a, b], 3.0)
+    torch.testing.assert_close(norms, torch.tensor([5.0, 0.5]))
     assert a.grad.norm().item() == pytest.approx(3.0, rel=1e-5)
     torch.testing.assert_close(b.grad, torch.tensor([0.3, 0.4]))
+
+
+def _reference_clip(grads, max_norm):
+    """The reference's per-parameter loop (one host sync per parameter)."""
+    for g in grads:
+        norm = g.norm(2)
+        coef = max_norm / (norm + 1e-6)
+        if coef < 1:
+            g.mul_(coef)
+
+
+def no_host_sync(monkeypatch):
+    """From here on, any tensor -> Python scalar conversion (a device-to-host sync
+    on a GPU) raises, until ``monkeypatch.undo()``."""
+    def refuse(*_a, **_k):
+        raise AssertionError('host sync')
+    for name in ('item', 'tolist', '__float__', '__int__', '__bool__'):
+        monkeypatch.setattr(torch.Tensor, name, refuse)
+
+
+def test_per_param_clip_equals_reference_without_host_syncs(monkeypatch):
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(384, 384), (384,), (1152, 384), (2048,), (3,), (4096, 256)]
+    params = [torch.nn.Parameter(torch.zeros(s)) for s in shapes]
+    for i, p in enumerate(params):  # some above, some below the threshold
+        p.grad = torch.randn(p.shape, generator=gen) * (0.002 if i % 2 else 0.3)
+    ref = [p.grad.clone() for p in params]
+    _reference_clip(ref, 3.0)
+    no_host_sync(monkeypatch)
+    clip_grad_per_param(params, 3.0)
+    monkeypatch.undo()
+    for r, p in zip(ref, params):
+        assert torch.equal(r, p.grad)  # bitwise
+    clipped = [p.grad.norm() < 3.0 + 1e-3 for p in params]
+    assert all(clipped)
 
 
 def _runner_with_optimizer(model, epoch=0):
@@ -115,3 +165,17 @@ def test_non_finite_loss_names_terms():
     for name in ('loss_meanshift=0.1', 'loss_kmeans=nan', 'loss_vmr=0.2'):
         assert name in msg
     hook.after_train_iter(runner, 0, outputs=dict(loss=torch.tensor(1.0)))
+
+
+def test_non_finite_loss_on_one_rank_is_named_on_every_rank(monkeypatch):
+    """The hook all-reduces the count of ranks with a bad loss; a healthy rank
+    raises too (simulated world of 2 where the other rank is bad)."""
+    import flsl_mm.engine.hooks.non_finite_loss_hook as mod
+    monkeypatch.setattr(mod, 'get_world_size', lambda: 2)
+    monkeypatch.setattr(mod, 'all_reduce', lambda t: t.add_(1))  # other rank: 1
+    with pytest.raises(FloatingPointError, match='another process'):
+        NonFiniteLossHook().after_train_iter(SimpleNamespace(iter=0, epoch=0), 0,
+                                             outputs=dict(loss=torch.tensor(1.0)))
+    monkeypatch.setattr(mod, 'all_reduce', lambda t: None)  # nobody bad
+    NonFiniteLossHook().after_train_iter(SimpleNamespace(iter=0, epoch=0), 0,
+                                         outputs=dict(loss=torch.tensor(1.0)))

@@ -9,7 +9,8 @@ class Det(nn.Module):
     def __init__(self):
         super().__init__()
         self.backbone = FLSLViT(arch=dict(embed_dims=16, num_layers=3, num_heads=2),
-                                out_type='featmap', out_indices=(0, 1, 2))
+                                out_type='featmap', out_indices=(0, 1, 2),
+                                final_norm=False)
         self.neck = nn.Conv2d(16, 8, 1)
         self.norm = nn.LayerNorm(8)
 
@@ -32,7 +33,7 @@ def test_layer_decay_scales_backbone_depths():
     assert g['backbone.patch_embed.proj.weight']['lr'] == pytest.approx(0.5**4)
     assert g['backbone.blocks.0.attn.qkv.weight']['lr'] == pytest.approx(0.5**3)
     assert g['backbone.blocks.2.mlp.fc1.weight']['lr'] == pytest.approx(0.5)
-    assert g['backbone.norm.weight']['lr'] == pytest.approx(1.0)
+    assert g['backbone.blocks.2.norm2.weight']['lr'] == pytest.approx(0.5)
     assert g['neck.weight']['lr'] == 1.0
     # the other paramwise options still apply
     assert g['norm.weight']['weight_decay'] == 0.0

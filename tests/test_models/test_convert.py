@@ -11,6 +11,10 @@ from flsl_mm.models.utils.convert import (CheckpointFormatError,
 ARCH = 'tiny'
 
 
+def _without_final_norm(state):
+    return {k: v for k, v in state.items() if not k.startswith('norm.')}
+
+
 def _dense(state=None, patch=16):
     model = FLSLViT(arch=ARCH, patch_size=patch, out_type='featmap',
                     final_norm=False).eval()
@@ -45,8 +49,8 @@ def test_flsl_mm_checkpoint_teacher_and_student():
         out, _ = convert_for_detection(ckpt, ARCH, 16, student=student)
         state = {k[len('backbone.'):]: v for k, v in out['state_dict'].items()}
         dense = _dense(state)
-        ref = FLSLViT(arch=ARCH, out_type='featmap')
-        ref.load_state_dict(source.state_dict())
+        ref = FLSLViT(arch=ARCH, out_type='featmap', final_norm=False)
+        ref.load_state_dict(_without_final_norm(source.state_dict()))
         for a, b in zip(_features(dense, x), _features(ref.eval(), x)):
             torch.testing.assert_close(a, b)
 
@@ -64,8 +68,8 @@ def test_authors_format_synthetic():
     assert 'head.mlp.0.weight' in conv.dropped
     assert not any(k.startswith('backbone.head') for k in out['state_dict'])
     dense = _dense({k[9:]: v for k, v in out['state_dict'].items()})
-    ref = FLSLViT(arch=ARCH, out_type='featmap').eval()
-    ref.load_state_dict(src.state_dict())
+    ref = FLSLViT(arch=ARCH, out_type='featmap', final_norm=False).eval()
+    ref.load_state_dict(_without_final_norm(src.state_dict()))
     x = torch.randn(2, 3, 48, 80)
     for a, b in zip(_features(dense, x), _features(ref, x)):
         torch.testing.assert_close(a, b)
@@ -107,7 +111,13 @@ def test_cli_writes_checkpoint_mmdet_loads_without_warnings(tmp_path, repo_root)
                            str(src), str(dst), '--arch', ARCH], cwd=repo_root,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert 'flsl_mm format, teacher backbone' in proc.stdout
+    out = proc.stdout
+    assert 'flsl_mm format' in out
+    assert 'kept: teacher backbone, 147 tensors (vit-tiny/16) -> backbone.*' in out
+    # what was left out comes as groups, never as a list of student key names
+    assert 'left out: student backbone (149), student head (' in out
+    assert 'loss state (1)' in out and 'final norm (unused by dense backbones) (2)' in out
+    assert 'backbone.pos_embed' not in out
     # through mmengine's Pretrained init, as the detection configs load it
     from mmengine.logging import MMLogger
     model = FLSLViT(arch=ARCH, out_type='featmap', final_norm=False,
@@ -149,3 +159,21 @@ def test_raw_pretraining_checkpoint_through_init_cfg(tmp_path):
     dense.init_weights()
     torch.testing.assert_close(dense.blocks[3].attn.qkv.weight,
                                model.teacher.module.backbone.blocks[3].attn.qkv.weight)
+
+
+def test_dropped_keys_are_summarised_by_group():
+    from flsl_mm.models.utils.convert import summarise_dropped
+    model, ckpt = _flsl_checkpoint()
+    out, conv = convert_for_detection(ckpt, ARCH, 16)
+    groups = summarise_dropped(conv.dropped, conv.source_format)
+    n_backbone = len(model.backbone.state_dict())
+    assert len(out['state_dict']) == n_backbone - 2  # the final norm's weight, bias
+    assert groups['student backbone'] == n_backbone
+    assert groups['student head'] == len(model.head.state_dict())
+    assert groups['teacher head'] == len(model.teacher.module.head.state_dict())
+    assert groups['loss state'] == 1  # loss_module.center
+    assert groups['final norm (unused by dense backbones)'] == 2
+    assert 'other' not in groups
+    _, conv = convert_for_detection(ckpt, ARCH, 16, student=True)
+    groups = summarise_dropped(conv.dropped, conv.source_format, student=True)
+    assert groups['teacher backbone'] == n_backbone

@@ -104,3 +104,56 @@ def test_mask_size_mismatch_is_explained():
     samples[0].query_masks[0] = query_mask(5, 2)
     with pytest.raises(ValueError, match='query mask of student view 0'):
         model.loss(inputs, samples)
+
+
+def test_foreach_ema_equals_per_tensor_update_without_host_syncs(monkeypatch):
+    model = build()
+    MessageHub.get_current_instance().update_info('max_iters', 10)
+    with torch.no_grad():
+        for p in model.backbone.parameters():
+            p.add_(torch.randn_like(p))
+    model.teacher.steps.fill_(3)
+    # the former per-tensor path: avg_func on every floating-point tensor
+    ref = copy.deepcopy(model.teacher)
+    src = model._student().state_dict()
+    for key, avg in ref.avg_parameters.items():
+        if avg.dtype.is_floating_point:
+            ref.avg_func(avg.data, src[key].data, 3)
+
+    def refuse(*_a, **_k):
+        raise AssertionError('host sync')
+    monkeypatch.setattr(torch.Tensor, 'item', refuse)
+    monkeypatch.setattr(torch.Tensor, '__bool__', refuse)
+    monkeypatch.setattr(torch.Tensor, '__float__', refuse)
+    model.update_teacher()
+    monkeypatch.undo()
+    for (k, a), (_, b) in zip(model.teacher.module.state_dict().items(),
+                              ref.module.state_dict().items()):
+        assert torch.equal(a, b), k  # bitwise
+    assert int(model.teacher.steps) == 4
+
+
+def test_training_refuses_to_run_without_the_correctness_hooks():
+    model = build().train()
+    MessageHub.get_current_instance().update_info('max_iters', 10)
+    inputs, samples = make_batch()
+    # both hooks serving: any number of steps
+    for _ in range(3):
+        model.schedule_applied()
+        model.loss(inputs, samples)
+        model.update_teacher()
+    # the teacher update hook dropped: the next step says so
+    model.schedule_applied()
+    model.loss(inputs, samples)
+    model.schedule_applied()
+    with pytest.raises(RuntimeError, match='FLSLTeacherUpdateHook'):
+        model.loss(inputs, samples)
+    model = build().train()
+    model.loss(inputs, samples)  # first step: nothing to check yet
+    model.update_teacher()
+    with pytest.raises(RuntimeError, match='FLSLScheduleHook'):
+        model.loss(inputs, samples)
+    # outside training (eval / analysis) nothing is checked
+    model.eval()
+    model.loss(inputs, samples)
+    model.loss(inputs, samples)

@@ -38,8 +38,10 @@ def test_vmr_is_kl_to_uniform():
 
 
 def test_total_loss_weights_and_teacher_temperature():
+    # tau_t: 1.0 at epoch 0, then ln3 / ln9 (a one-epoch warm-up)
     loss = FLSLLoss(out_dim=2, upsilon=0.5, eta=2.0, gamma=3.0, student_temp=1.0,
-                    teacher_temp=1.0)
+                    warmup_teacher_temp=1.0, teacher_temp=LN3 / math.log(9),
+                    warmup_teacher_temp_epochs=1)
     q = torch.tensor([[1.0, 0.0]])
     m = torch.tensor([[1.0, 1.0]])
     s = torch.tensor([[0.0, LN3]])
@@ -52,7 +54,7 @@ def test_total_loss_weights_and_teacher_temperature():
     vmr = 0.25 * math.log(0.25) + 0.75 * math.log(0.75) + math.log(2)
     assert out['loss_vmr'].item() == pytest.approx(3.0 * vmr)
     # teacher temperature sharpens p_t: tau_t = ln3 / ln9 -> p_t = (.9, .1)
-    loss.teacher_temp = LN3 / math.log(9)
+    assert loss.set_epoch(1) == pytest.approx(LN3 / math.log(9))
     out = loss(q, m, s, t)
     km = -(0.9 * math.log(0.25) + 0.1 * math.log(0.75))
     assert out['loss_kmeans'].item() == pytest.approx(2.0 * km)
@@ -60,7 +62,7 @@ def test_total_loss_weights_and_teacher_temperature():
 
 def test_centering_replaces_vmr_and_updates_center():
     loss = FLSLLoss(out_dim=2, student_temp=1.0, teacher_temp=1.0,
-                    use_centering=True, center_momentum=0.9)
+                    warmup_teacher_temp=1.0, use_centering=True, center_momentum=0.9)
     t = torch.tensor([[2.0, 0.0], [0.0, 0.0]])
     out = loss(torch.ones(2, 2), torch.ones(2, 2), torch.zeros(2, 2), t)
     assert 'loss_vmr' not in out

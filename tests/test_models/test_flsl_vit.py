@@ -35,7 +35,7 @@ def test_pos_embed_resized_per_input():
 
 
 def test_featmap_mode_and_drop_path():
-    model = FLSLViT(arch='tiny', patch_size=8, out_type='featmap',
+    model = FLSLViT(arch='tiny', patch_size=8, out_type='featmap', final_norm=False,
                     out_indices=(3, 5, 7, 11), drop_path_rate=0.1)
     outs = model(torch.randn(1, 3, 64, 96))
     assert [o.shape for o in outs] == [(1, 192, 8, 12)] * 4
@@ -56,3 +56,39 @@ def test_gradients_flow():
     model = FLSLViT(arch='tiny')
     model(torch.randn(1, 3, 32, 32)).sum().backward()
     assert model.patch_embed.proj.weight.grad is not None
+
+
+def test_out_indices_are_validated_and_kept_in_order():
+    vit = FLSLViT(arch=dict(embed_dims=24, num_layers=6, num_heads=2),
+                  final_norm=False, out_type='featmap', out_indices=(5, 1, -4))
+    assert vit.out_indices == [5, 1, 2]
+    x = torch.randn(1, 3, 32, 48)
+    outs = vit(x)
+    assert len(outs) == 3
+    # the maps come in the order asked for: recompute block outputs by hand
+    tokens, (h, w) = vit.prepare_tokens(x)
+    by_block = []
+    for blk in vit.blocks:
+        tokens = blk(tokens)
+        by_block.append(tokens.transpose(1, 2).reshape(1, 24, h, w))
+    for out, i in zip(outs, (5, 1, 2)):
+        torch.testing.assert_close(out, by_block[i])
+    for bad, msg in (((3, 6), 'out of range'), ((1, -6, 0), 'twice'),
+                     ((-7,), 'out of range')):
+        with pytest.raises(ValueError, match=msg):
+            FLSLViT(arch=dict(embed_dims=24, num_layers=6, num_heads=2),
+                    final_norm=False, out_type='featmap', out_indices=bad)
+
+
+def test_featmap_mode_has_no_unused_parameters():
+    with pytest.raises(ValueError, match='final_norm=False'):
+        FLSLViT(arch='tiny', out_type='featmap', final_norm=True)
+    vit = FLSLViT(arch=dict(embed_dims=24, num_layers=6, num_heads=2),
+                  final_norm=False, out_type='featmap', out_indices=(1, 3))
+    sum(o.sum() for o in vit(torch.randn(2, 3, 32, 32))).backward()
+    trainable = [n for n, p in vit.named_parameters() if p.requires_grad]
+    assert trainable and not any(n.startswith(('blocks.4.', 'blocks.5.'))
+                                 for n in trainable)
+    unused = [n for n, p in vit.named_parameters()
+              if p.requires_grad and p.grad is None]
+    assert unused == []

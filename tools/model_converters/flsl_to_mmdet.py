@@ -36,7 +36,8 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     from flsl_mm.models.utils.convert import (CheckpointFormatError,
-                                              convert_for_detection)
+                                              convert_for_detection,
+                                              summarise_dropped)
     if not os.path.isfile(args.src):
         print(f'error: {args.src}: no such file', file=sys.stderr)
         return 2
@@ -53,13 +54,16 @@ def main(argv=None) -> int:
     except CheckpointFormatError as exc:
         print(f'error: {args.src}: {exc}', file=sys.stderr)
         return 2
-    print(f'{args.src}: {conv.source_format} format, '
-          f'{"student" if args.student else "teacher"} backbone, '
-          f'{len(out["state_dict"])} tensors kept')
+    branch = 'student' if args.student else 'teacher'
+    if conv.source_format == 'vit':
+        branch = 'ViT'
+    print(f'{args.src}: {conv.source_format} format')
+    print(f'kept: {branch} backbone, {len(out["state_dict"])} tensors '
+          f'(vit-{args.arch}/{args.patch_size}) -> backbone.*')
     if conv.dropped:
-        shown = ', '.join(conv.dropped[:8])
-        more = f' (+{len(conv.dropped) - 8} more)' if len(conv.dropped) > 8 else ''
-        print(f'dropped {len(conv.dropped)}: {shown}{more}')
+        groups = summarise_dropped(conv.dropped, conv.source_format, args.student)
+        print('not needed for detection, left out: ' +
+              ', '.join(f'{name} ({n})' for name, n in groups.items()))
     # write next to the target and rename: no half-written checkpoint on failure
     os.makedirs(os.path.dirname(os.path.abspath(args.dst)), exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(args.dst)),

@@ -1,6 +1,6 @@
 # Published detection schedule (FLSL_SPEC section 8): AdamW lr 5e-5 for a total
 # batch of 8 (auto_scale_lr rescales it), weight decay 0.05 without decay on
-# norms and pos_embed, linear warm-up over 1000 iterations, 12 epochs with lr
+# parameters named *norm*, linear warm-up over 1000 iterations, 12 epochs with lr
 # steps at 8 and 11, fp16.
 max_epochs = 12
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=1)
@@ -20,6 +20,8 @@ optim_wrapper = dict(
     # paramwise_cfg.layer_decay_rate (e.g. 0.7), e.g. on the command line:
     #   --cfg-options optim_wrapper.constructor=LayerDecayOptimWrapperConstructor \
     #                 optim_wrapper.paramwise_cfg.layer_decay_rate=0.7
-    paramwise_cfg=dict(norm_decay_mult=0.0,
-                       custom_keys={'pos_embed': dict(decay_mult=0.0)}))
+    # no decay on parameters named *norm* (the backbone's LayerNorms), as the
+    # published recipe (which matches by name: the adapter's BatchNorm keeps its
+    # decay there too); pos_embed is a fixed buffer here, nothing to exempt
+    paramwise_cfg=dict(custom_keys={'norm': dict(decay_mult=0.0)}))
 auto_scale_lr = dict(enable=False, base_batch_size=8)

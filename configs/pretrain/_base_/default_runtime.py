@@ -2,13 +2,17 @@ _base_ = ['../../_base_/default_runtime.py']
 default_scope = 'mmpretrain'
 visualizer = dict(type='UniversalVisualizer', vis_backends={{_base_.vis_backends}})
 
-# FLSL's training-time machinery (FLSL_SPEC sections 2, 6, 7).
-custom_hooks = [
-    dict(type='FLSLScheduleHook', warmup_teacher_temp=0.04, teacher_temp=0.07,
-         warmup_teacher_temp_epochs=30),
-    dict(type='FLSLTeacherUpdateHook'),
-    dict(type='FreezeLastLayerHook', freeze_last_layer=1),
-    dict(type='PerParamGradClipHook', max_norm=3.0),
-    dict(type='NonFiniteLossHook'),
-    dict(type='RNGStateHook'),
-]
+# FLSL's training-time machinery (FLSL_SPEC sections 2, 6, 7). These hooks are
+# needed for correctness, so they are *default* hooks with names: mmengine merges
+# `default_hooks` by key, so a child config that changes one of them (or sets
+# `custom_hooks`) keeps the others. The model refuses to train when the teacher
+# update or the schedule hook stops running. tau_t's schedule is configured in
+# `model.loss` (teacher_temp, warmup_teacher_temp, warmup_teacher_temp_epochs).
+default_hooks = dict(
+    flsl_schedule=dict(type='FLSLScheduleHook'),
+    teacher_update=dict(type='FLSLTeacherUpdateHook'),
+    freeze_last_layer=dict(type='FreezeLastLayerHook', freeze_last_layer=1),
+    grad_clip=dict(type='PerParamGradClipHook', max_norm=3.0),
+    non_finite_loss=dict(type='NonFiniteLossHook'),
+    rng_state=dict(type='RNGStateHook'),
+)

@@ -19,21 +19,36 @@ from .format import ANNOTATIONS_DIR, IMAGES_DIR
 
 DEFAULT_SEQUENCES = ('M0101', 'M0204', 'M0401', 'M0203', 'M0205')  # 3 train, 2 test
 NO_GT_SEQUENCE = 'M0901'
-_SIZES = {1: (14, 8), 2: (24, 10), 3: (32, 12)}  # category -> (length, width) px
+# category -> (length, width) in px at an image width of 320 (scaled with the width)
+_SIZES = {1: (28, 14), 2: (44, 18), 3: (60, 22)}
 _COLOURS = {1: (40, 40, 200), 2: (200, 160, 40), 3: (40, 200, 230)}
 
 
 def _sequence(rng, num_frames, h, w):
-    """Frames (BGR uint8), gt rows and the ignore region of one sequence."""
+    """Frames (BGR uint8), gt rows and the ignore region of one sequence.
+
+    Every sequence has one car, one truck and one bus driving horizontally below
+    the ignore region (so every split holds all three classes), plus 0-3 random
+    vehicles anywhere (those inside the ignore region are not annotated).
+    """
     ign = [int(w * 0.7), 0, int(w * 0.3), int(h * 0.3)]  # left, top, width, height
+    scale = w / 320
+    cats = [1, 2, 3] + [int(rng.choice([1, 1, 1, 2, 3]))
+                        for _ in range(rng.randint(0, 4))]
     vehicles = []
-    for tid in range(1, rng.randint(3, 7)):
-        cat = int(rng.choice([1, 1, 1, 2, 3]))
-        ln, wd = _SIZES[cat]
-        horizontal = rng.rand() < 0.6
+    lanes = rng.permutation(3)
+    for tid, cat in enumerate(cats, start=1):
+        ln, wd = (max(4, round(v * scale)) for v in _SIZES[cat])
+        horizontal = tid <= 3 or rng.rand() < 0.6
         bw, bh = (ln, wd) if horizontal else (wd, ln)
-        x, y = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
-        speed = rng.uniform(1, 3) * rng.choice([-1, 1])
+        x = rng.uniform(0, w - bw)
+        if tid <= 3:  # one lane each in the lower 65 % of the frame
+            lane = 0.65 * h / 3
+            top = 0.35 * h + lane * lanes[tid - 1]
+            y = top + rng.uniform(0, max(lane - bh, 0))
+        else:
+            y = rng.uniform(0, h - bh)
+        speed = rng.uniform(1, 3) * scale * rng.choice([-1, 1])
         vx, vy = (speed, 0) if horizontal else (0, speed)
         vehicles.append([tid, cat, x, y, bw, bh, vx, vy, rng.uniform(0.8, 1.1)])
     base = np.full((h, w, 3), 100, np.float32) + rng.normal(0, 6, (h, w, 1))

@@ -16,22 +16,13 @@ def cosine_value(start: float, end: float, it: int, total: int) -> float:
     return end + 0.5 * (start - end) * (1 + math.cos(math.pi * min(it, total) / total))
 
 
-def teacher_temp_at(epoch: int, warmup_temp: float, temp: float,
-                    warmup_epochs: int) -> float:
-    """``linspace(warmup_temp, temp, warmup_epochs)[epoch]``, then ``temp``."""
-    if epoch >= warmup_epochs or warmup_epochs <= 0:
-        return temp
-    if warmup_epochs == 1:
-        return warmup_temp
-    return warmup_temp + (temp - warmup_temp) * epoch / (warmup_epochs - 1)
-
-
 @HOOKS.register_module()
 class FLSLScheduleHook(Hook):
     """Set tau_t (per epoch), upsilon and beta_sa / beta_ca (per iteration).
 
-    * ``tau_t``: linear warm-up ``warmup_teacher_temp -> teacher_temp`` over the
-      first ``warmup_teacher_temp_epochs`` epochs (0.04 -> 0.07 over 30).
+    * ``tau_t``: the loss's own warm-up schedule (``FLSLLoss.teacher_temp``,
+      ``warmup_teacher_temp``, ``warmup_teacher_temp_epochs``: the only place it
+      is configured), moved to ``runner.epoch``.
     * ``upsilon``: cosine from ``start_intraview`` to the loss's configured upsilon
       over all iterations (None: constant).
     * ``beta_sa`` / ``beta_ca``: cosine from ``start_beta_sa`` / ``start_beta_ca``
@@ -44,15 +35,9 @@ class FLSLScheduleHook(Hook):
     priority = 'HIGH'
 
     def __init__(self,
-                 warmup_teacher_temp: float = 0.04,
-                 teacher_temp: float = 0.07,
-                 warmup_teacher_temp_epochs: int = 30,
                  start_intraview: float | None = None,
                  start_beta_sa: float | None = None,
                  start_beta_ca: float | None = None) -> None:
-        self.warmup_teacher_temp = warmup_teacher_temp
-        self.teacher_temp = teacher_temp
-        self.warmup_teacher_temp_epochs = warmup_teacher_temp_epochs
         self.start_intraview = start_intraview
         self.start_beta_sa = start_beta_sa
         self.start_beta_ca = start_beta_ca
@@ -71,9 +56,7 @@ class FLSLScheduleHook(Hook):
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         model = self._model(runner)
         it, total = runner.iter, runner.max_iters
-        model.loss_module.teacher_temp = teacher_temp_at(
-            runner.epoch, self.warmup_teacher_temp, self.teacher_temp,
-            self.warmup_teacher_temp_epochs)
+        model.loss_module.set_epoch(runner.epoch)
         if self.start_intraview is not None:
             model.loss_module.upsilon = cosine_value(
                 self.start_intraview, self._final['upsilon'], it, total)
@@ -83,6 +66,7 @@ class FLSLScheduleHook(Hook):
         if self.start_beta_ca is not None:
             model.beta_ca = cosine_value(self.start_beta_ca, self._final['beta_ca'],
                                          it, total)
+        model.schedule_applied()
         runner.message_hub.update_scalar('train/teacher_temp',
-                                         model.loss_module.teacher_temp)
+                                         model.loss_module.current_teacher_temp)
         runner.message_hub.update_scalar('train/upsilon', model.loss_module.upsilon)

@@ -6,7 +6,7 @@ import random
 import numpy as np
 import torch
 from mmengine.dist import all_gather_object, get_rank, get_world_size
-from mmengine.hooks import Hook
+from mmengine.hooks import CheckpointHook, Hook
 
 from flsl_mm.registry import HOOKS
 
@@ -27,6 +27,23 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state['cuda'])
 
 
+def checkpoint_due(runner, by_epoch: bool) -> bool:
+    """Whether a ``CheckpointHook`` of ``runner`` saves at the end of this epoch
+    (``by_epoch``) or iteration: the hook's own condition, evaluated on every rank."""
+    for hook in runner.hooks:
+        if not isinstance(hook, CheckpointHook) or hook.by_epoch != by_epoch:
+            continue
+        if by_epoch:
+            due = hook.every_n_epochs(runner, hook.interval, hook.save_begin) or (
+                hook.save_last and hook.is_last_train_epoch(runner))
+        else:
+            due = hook.every_n_train_iters(runner, hook.interval, hook.save_begin) or (
+                hook.save_last and hook.is_last_train_iter(runner))
+        if due:
+            return True
+    return False
+
+
 @HOOKS.register_module()
 class RNGStateHook(Hook):
     """Store every rank's RNG states in checkpoints; restore them on resume.
@@ -36,22 +53,56 @@ class RNGStateHook(Hook):
     uninterrupted run. With this hook, training N iterations equals training k,
     resuming and training N - k (for resumes at epoch boundaries, where
     mmengine's epoch loop restarts its data loader).
+
+    mmengine saves checkpoints on rank 0 only (``Runner.save_checkpoint`` is
+    ``master_only``), so the states cannot be gathered there: every rank gathers
+    them right before a save that ``CheckpointHook`` will make (its own interval
+    rule, evaluated on every rank; this hook's priority is above the checkpoint
+    hook's), and at every epoch end, and rank 0 writes the gathered list.
     """
 
-    priority = 'VERY_LOW'
+    priority = 'LOW'  # before CheckpointHook (VERY_LOW) in after_train_*
 
     def __init__(self) -> None:
         self._pending: dict | None = None
+        self._gathered: tuple[int, list] | None = None  # (iter, states)
+
+    def _gather(self, runner) -> None:
+        state = get_rng_state()
+        states = all_gather_object(state) if get_world_size() > 1 else [state]
+        self._gathered = (runner.iter, states)
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs=None) -> None:
+        if checkpoint_due(runner, by_epoch=False):
+            self._gather(runner)
+
+    def after_train_epoch(self, runner) -> None:
+        self._gather(runner)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        states = all_gather_object(get_rng_state()) if get_world_size() > 1 \
-            else [get_rng_state()]
-        checkpoint['rng_states'] = states
+        if self._gathered is not None and self._gathered[0] == runner.iter:
+            checkpoint['rng_states'] = self._gathered[1]
+        elif get_world_size() == 1:
+            checkpoint['rng_states'] = [get_rng_state()]
+        else:
+            runner.logger.warning(
+                'RNGStateHook: checkpoint at iteration %d saved without RNG states '
+                '(not a save point CheckpointHook announced); a resume from it is '
+                're-seeded, not exact', runner.iter)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         states = checkpoint.get('rng_states')
-        if states and len(states) == get_world_size():
-            self._pending = states[get_rank()]
+        if not states:
+            return
+        if len(states) != get_world_size():
+            runner.logger.warning(
+                'RNGStateHook: the checkpoint holds RNG states of %d process(es), '
+                'this run has %d: RNG states are not restored (the resumed run is '
+                're-seeded; model, optimiser and schedules are restored exactly)',
+                len(states), get_world_size())
+            return
+        self._pending = states[get_rank()]
 
     def before_train(self, runner) -> None:
         # Only a resumed run (iter > 0) continues the saved streams; `load_from`

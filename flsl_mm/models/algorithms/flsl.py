@@ -31,7 +31,11 @@ class FLSL(BaseSelfSupervisor):
     * Loss = :class:`FLSLLoss` on ``(q, m_sa, g_s(m_sa), g_t(m_ca))``.
 
     The teacher is updated by :meth:`update_teacher`, called by
-    :class:`FLSLTeacherUpdateHook` after every optimiser step.
+    :class:`FLSLTeacherUpdateHook` after every optimiser step, and the schedules
+    are set by :class:`FLSLScheduleHook` before every iteration. Both hooks are
+    needed for correctness, so the model checks that they ran: a second training
+    :meth:`loss` call without a teacher update (or without a schedule step) in
+    between raises ``RuntimeError`` naming the missing hook.
 
     Args:
         backbone, head, loss: configs of the student's backbone and head, and of
@@ -68,6 +72,8 @@ class FLSL(BaseSelfSupervisor):
         self.teacher = TeacherEMA(teacher, momentum=teacher_momentum,
                                   end_momentum=teacher_end_momentum)
         self.sync_teacher()
+        # training loss() calls since the hook last served the model
+        self._calls_since = {'FLSLTeacherUpdateHook': 0, 'FLSLScheduleHook': 0}
 
     # --------------------------------------------------------------- teacher
     def _student(self) -> nn.ModuleDict:
@@ -91,6 +97,25 @@ class FLSL(BaseSelfSupervisor):
     def update_teacher(self) -> None:
         """One EMA step of the teacher towards the current student."""
         self.teacher.update_parameters(self._student())
+        self._calls_since['FLSLTeacherUpdateHook'] = 0
+
+    def schedule_applied(self) -> None:
+        """Called by :class:`FLSLScheduleHook` once it set this iteration's values."""
+        self._calls_since['FLSLScheduleHook'] = 0
+
+    def _check_hooks_served(self) -> None:
+        """Refuse a training step when a correctness hook stopped running."""
+        for hook, calls in self._calls_since.items():
+            if calls >= 1:
+                what = ('the EMA teacher has not been updated'
+                        if hook == 'FLSLTeacherUpdateHook'
+                        else 'tau_t / upsilon / beta have not been scheduled')
+                raise RuntimeError(
+                    f'FLSL: {what} since the last training step: {hook} is not '
+                    'running. It belongs in default_hooks (the FLSL configs name it '
+                    'there; do not set it to None), see docs/pretraining.md.')
+        for hook in self._calls_since:
+            self._calls_since[hook] += 1
 
     # ------------------------------------------------------------------ loss
     @staticmethod
@@ -118,6 +143,8 @@ class FLSL(BaseSelfSupervisor):
         if not isinstance(inputs, (list, tuple)) or len(inputs) < 2:
             raise ValueError('FLSL expects a list of views [teacher, student...] '
                              '(use FLSLMultiView in the pipeline)')
+        if self.training:
+            self._check_hooks_served()
         teacher_img, student_imgs = inputs[0], list(inputs[1:])
         with torch.no_grad():
             z_t = self.teacher.module.backbone(teacher_img)  # B x Nt x C

@@ -28,16 +28,28 @@ class TeacherEMA(CosineEMA):
 
     def avg_func(self, averaged_param: torch.Tensor, source_param: torch.Tensor,
                  steps: int) -> None:
-        max_iters = MessageHub.get_current_instance().get_info('max_iters')
-        m = self.student_weight(steps, max_iters)
+        m = self.student_weight(steps, self._max_iters())
         averaged_param.mul_(1 - m).add_(source_param, alpha=m)
 
+    @staticmethod
+    def _max_iters() -> int:
+        return MessageHub.get_current_instance().get_info('max_iters')
+
     def update_parameters(self, model: nn.Module) -> None:
+        """One EMA step of every floating-point tensor, as :meth:`avg_func` per
+        tensor but with ``m`` computed once and ``torch._foreach_*`` kernels (no
+        per-tensor Python work, no host syncs)."""
         src = (model.state_dict() if self.update_buffers
                else dict(model.named_parameters()))
+        avgs, srcs = [], []
         for key, avg in self.avg_parameters.items():
             if avg.dtype.is_floating_point:
-                self.avg_func(avg.data, src[key].data.to(avg.device), int(self.steps))
+                avgs.append(avg.data)
+                srcs.append(src[key].data.to(avg.device))
+        m = self.student_weight(int(self.steps), self._max_iters())
+        if avgs:
+            torch._foreach_mul_(avgs, 1 - m)
+            torch._foreach_add_(avgs, srcs, alpha=m)
         if not self.update_buffers:
             for b_avg, b_src in zip(self.module.buffers(), model.buffers()):
                 b_avg.data.copy_(b_src.data.to(b_avg.device))

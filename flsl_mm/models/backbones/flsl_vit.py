@@ -34,7 +34,9 @@ class FLSLViT(BaseModule):
         out_type: ``'tokens'`` -> ``B x N x C`` after the final norm (pretraining);
             ``'featmap'`` -> tuple of ``B x C x H/p x W/p`` maps of the blocks in
             ``out_indices`` (dense tasks, taken before the final norm).
-        out_indices: blocks whose outputs are returned in ``'featmap'`` mode.
+        out_indices: blocks whose outputs are returned in ``'featmap'`` mode
+            (ignored in ``'tokens'`` mode), in this order (negative indices count from the end; out of range or
+            repeated ones are refused).
         frozen_stages: number of leading blocks (with the patch embedding) frozen.
     """
 
@@ -71,7 +73,13 @@ class FLSLViT(BaseModule):
         self.patch_size = patch_size
         self.grid_size = img_size // patch_size
         self.out_type = out_type
-        self.out_indices = [i % self.num_layers for i in out_indices]
+        self.out_indices = (self._check_out_indices(out_indices, self.num_layers)
+                            if out_type == 'featmap' else [])
+        if out_type == 'featmap' and final_norm:
+            raise ValueError(
+                "FLSLViT: out_type='featmap' returns block outputs before the final "
+                'norm, so final_norm=True would add parameters that never get a '
+                'gradient (DDP then fails); set final_norm=False for dense tasks')
         self.frozen_stages = frozen_stages
 
         self.patch_embed = PatchEmbed(img_size=img_size, patch_size=patch_size,
@@ -92,7 +100,28 @@ class FLSLViT(BaseModule):
         ])
         self.norm = norm_layer(self.embed_dims) if final_norm else nn.Identity()
         self._init_reference_weights()
+        if out_type == 'featmap':
+            # blocks after the last requested one never run: keep them out of
+            # training (DDP refuses parameters without gradients)
+            for blk in self.blocks[max(self.out_indices) + 1:]:
+                blk.requires_grad_(False)
         self._freeze_stages()
+
+    @staticmethod
+    def _check_out_indices(out_indices: Sequence[int], num_layers: int) -> list[int]:
+        """Blocks to return, negative indices resolved; in the order asked for."""
+        if isinstance(out_indices, int):
+            out_indices = [out_indices]
+        resolved = []
+        for i in out_indices:
+            if not -num_layers <= i < num_layers:
+                raise ValueError(f'FLSLViT: out_indices {tuple(out_indices)} has {i}, '
+                                 f'out of range for {num_layers} blocks')
+            resolved.append(i % num_layers)
+        if len(set(resolved)) != len(resolved):
+            raise ValueError(f'FLSLViT: out_indices {tuple(out_indices)} names a '
+                             'block twice')
+        return resolved
 
     # ------------------------------------------------------------------ init
     def _init_reference_weights(self) -> None:
@@ -145,13 +174,14 @@ class FLSLViT(BaseModule):
             for blk in self.blocks:
                 tokens = blk(tokens)
             return self.norm(tokens)
-        outs = []
-        for i, blk in enumerate(self.blocks):
+        maps = {}
+        last = max(self.out_indices)
+        for i, blk in enumerate(self.blocks[:last + 1]):
             tokens = blk(tokens)
             if i in self.out_indices:
                 b, _, c = tokens.shape
-                outs.append(tokens.transpose(1, 2).reshape(b, c, h, w).contiguous())
-        return tuple(outs)
+                maps[i] = tokens.transpose(1, 2).reshape(b, c, h, w).contiguous()
+        return tuple(maps[i] for i in self.out_indices)
 
     def get_layer_depth(self, param_name: str, prefix: str = '') -> tuple[int, int]:
         """Layer id for layer-wise lr decay (ViTDet / BEiT convention)."""

@@ -11,6 +11,16 @@ from flsl_mm.registry import MODELS
 from flsl_mm.utils.dist import all_reduce_mean, all_reduce_mean_identity_grad
 
 
+def teacher_temp_at(epoch: int, warmup_temp: float, temp: float,
+                    warmup_epochs: int) -> float:
+    """``linspace(warmup_temp, temp, warmup_epochs)[epoch]``, then ``temp`` (§6)."""
+    if epoch >= warmup_epochs or warmup_epochs <= 0:
+        return temp
+    if warmup_epochs == 1:
+        return warmup_temp
+    return warmup_temp + (temp - warmup_temp) * epoch / (warmup_epochs - 1)
+
+
 def meanshift_loss(queries: torch.Tensor, modes: torch.Tensor) -> torch.Tensor:
     """``L_ms = 2 - 2 * mean(cos(q, m_sa))`` over all queries (rows)."""
     return 2 - 2 * F.cosine_similarity(queries.float(), modes.float(), dim=-1).mean()
@@ -38,8 +48,12 @@ def vmr_loss(student_logits: torch.Tensor, student_temp: float) -> torch.Tensor:
 class FLSLLoss(nn.Module):
     """``upsilon * L_ms + eta * L_km + gamma * L_vmr`` (FLSL_SPEC §6).
 
-    ``teacher_temp`` and ``upsilon`` are plain attributes so that
-    :class:`FLSLScheduleHook` can schedule them. The three terms come back
+    The teacher temperature schedule lives here, and only here: tau_t warms up
+    linearly ``warmup_teacher_temp -> teacher_temp`` over the first
+    ``warmup_teacher_temp_epochs`` epochs (0.04 -> 0.07 over 30), then stays;
+    :class:`FLSLScheduleHook` tells the loss the epoch (:meth:`set_epoch`), and
+    ``current_teacher_temp`` is the value in use. ``upsilon`` is a plain attribute
+    that the hook may schedule. The three terms come back
     separately (``loss_meanshift``, ``loss_kmeans``, ``loss_vmr``), each already
     weighted, so mmengine sums them and logs each.
 
@@ -47,7 +61,9 @@ class FLSLLoss(nn.Module):
         out_dim: K, the number of prototypes.
         upsilon, eta, gamma: weights of the three terms (0.03, 1.0, 5.0).
         student_temp: tau_s (0.1).
-        teacher_temp: tau_t at the start (0.04; warmed up by the schedule hook).
+        teacher_temp: tau_t after the warm-up (0.07).
+        warmup_teacher_temp: tau_t at epoch 0 (0.04).
+        warmup_teacher_temp_epochs: length of the linear warm-up (30).
         use_centering: DINO centering of the teacher logits *instead of* VMR
             (then ``loss_vmr`` is not computed).
         center_momentum: EMA momentum of the centre (0.9).
@@ -59,7 +75,9 @@ class FLSLLoss(nn.Module):
                  eta: float = 1.0,
                  gamma: float = 5.0,
                  student_temp: float = 0.1,
-                 teacher_temp: float = 0.04,
+                 teacher_temp: float = 0.07,
+                 warmup_teacher_temp: float = 0.04,
+                 warmup_teacher_temp_epochs: int = 30,
                  use_centering: bool = False,
                  center_momentum: float = 0.9) -> None:
         super().__init__()
@@ -69,16 +87,27 @@ class FLSLLoss(nn.Module):
         self.gamma = gamma
         self.student_temp = student_temp
         self.teacher_temp = teacher_temp
+        self.warmup_teacher_temp = warmup_teacher_temp
+        self.warmup_teacher_temp_epochs = warmup_teacher_temp_epochs
+        self.current_teacher_temp = teacher_temp_at(
+            0, warmup_teacher_temp, teacher_temp, warmup_teacher_temp_epochs)
         self.use_centering = use_centering
         self.center_momentum = center_momentum
         self.register_buffer('center', torch.zeros(1, out_dim))
+
+    def set_epoch(self, epoch: int) -> float:
+        """Move tau_t to its value at ``epoch`` (0-based); returns it."""
+        self.current_teacher_temp = teacher_temp_at(
+            epoch, self.warmup_teacher_temp, self.teacher_temp,
+            self.warmup_teacher_temp_epochs)
+        return self.current_teacher_temp
 
     @torch.no_grad()
     def teacher_probs(self, teacher_logits: torch.Tensor) -> torch.Tensor:
         logits = teacher_logits.float()
         if self.use_centering:
             logits = logits - self.center
-        return F.softmax(logits / self.teacher_temp, dim=-1)
+        return F.softmax(logits / self.current_teacher_temp, dim=-1)
 
     @torch.no_grad()
     def update_center(self, teacher_logits: torch.Tensor) -> None:

@@ -106,6 +106,45 @@ def check_arch(state: dict, arch: str, patch_size: int) -> None:
             f'{want["num_layers"]} blocks')
 
 
+# (prefix, group) in the order they are tested; the first match names a dropped key
+_DROPPED_GROUPS = (
+    ('teacher.module.head.', 'teacher head'),
+    ('teacher.', 'EMA bookkeeping'),
+    ('module.backbone.', 'student backbone'),
+    ('backbone.', 'student backbone'),
+    ('module.head.', 'student head'),
+    ('head.', 'head'),
+    ('loss_module.', 'loss state'),
+    ('data_preprocessor.', 'data preprocessor'),
+    ('norm.', 'final norm (unused by dense backbones)'),
+    ('pos_embed[', 'class-token position slot'),
+    ('cls_token', 'class token'),
+)
+
+
+def summarise_dropped(dropped: list[str], source_format: str,
+                      student: bool = False) -> dict[str, int]:
+    """Count dropped keys by what they were (student backbone, heads, loss state, ...).
+
+    In an flsl_mm checkpoint, ``backbone.*`` is the student (when the teacher is
+    converted) and ``head.*`` the student head; with ``student=True`` the teacher's
+    backbone is what ``teacher.module.backbone.*`` holds.
+    """
+    groups: dict[str, int] = {}
+    for key in dropped:
+        if key.startswith('teacher.module.backbone.'):
+            name = 'teacher backbone'
+        else:
+            name = next((g for prefix, g in _DROPPED_GROUPS if key.startswith(prefix)),
+                        'other')
+            if name == 'head' and source_format == 'flsl_mm':
+                name = 'student head'
+            if name == 'head' and source_format == 'authors':
+                name = 'student head' if student else 'teacher head'
+        groups[name] = groups.get(name, 0) + 1
+    return groups
+
+
 def convert_for_detection(ckpt: dict, arch: str, patch_size: int,
                           student: bool = False, keep_final_norm: bool = False
                           ) -> tuple[dict, Conversion]:
@@ -128,4 +167,5 @@ def convert_for_detection(ckpt: dict, arch: str, patch_size: int,
 
 
 __all__ = ['CheckpointFormatError', 'Conversion', 'detect_format',
-           'extract_backbone', 'describe', 'check_arch', 'convert_for_detection']
+           'extract_backbone', 'describe', 'check_arch', 'convert_for_detection',
+           'summarise_dropped']

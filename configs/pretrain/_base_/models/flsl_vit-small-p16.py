@@ -11,7 +11,8 @@ model = dict(
     head=dict(type='FLSLHead', in_channels=384, out_channels=4096,
               hidden_channels=2048, bottleneck_channels=256, norm_last_layer=True),
     loss=dict(type='FLSLLoss', upsilon=0.03, eta=1.0, gamma=5.0, student_temp=0.1,
-              teacher_temp=0.04, use_centering=False),
+              teacher_temp=0.07, warmup_teacher_temp=0.04,
+              warmup_teacher_temp_epochs=30, use_centering=False),
     beta_sa=0.1 / 384**0.5,
     beta_ca=0.2 / 384**0.5,
     # student weight of the EMA: teacher momentum 0.996 -> 1 (cosine, per iter)
