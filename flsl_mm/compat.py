@@ -67,16 +67,18 @@ def _fix_mmengine_init_dist_without_cuda() -> None:
 
 
 def cpu_ddp_wrapper_cfg(cfg) -> None:
-    """mmengine's runner wraps the model in DDP with ``device_ids=[LOCAL_RANK]``,
-    which DDP refuses for a model on CPU; on a machine without CUDA, a distributed
-    config without its own ``model_wrapper_cfg`` gets one without device ids
-    (called by ``tools/train.py`` / ``tools/test.py``)."""
+    """mmengine's runner gives DDP ``device_ids=[LOCAL_RANK]`` (also as a default
+    argument when the config has a ``model_wrapper_cfg``), which DDP refuses for a
+    model on CPU. On a machine without CUDA, a distributed config gets
+    ``device_ids=None`` in its ``model_wrapper_cfg`` (created when missing); called by
+    ``tools/train.py`` / ``tools/test.py``."""
     if torch.cuda.is_available() or cfg.get('launcher', 'none') == 'none':
         return
     if cfg.get('model_wrapper_cfg') is None:
         cfg.model_wrapper_cfg = dict(
             type='MMDistributedDataParallel', broadcast_buffers=False,
             find_unused_parameters=cfg.get('find_unused_parameters', False))
+    cfg.model_wrapper_cfg.setdefault('device_ids', None)
 
 
 def apply() -> None:
