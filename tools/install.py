@@ -24,8 +24,8 @@ run finishes in seconds):
      ``PYTHONPATH``.  (A ``venv --system-site-packages`` made from a venv's python
      sees the *base* interpreter's packages, not the venv's, and silently builds a
      pure-Python wheel without ops: that is why no build venv is used.)
-   * ``--no-build-isolation`` (an isolated build does not see torch), ``MMCV_WITH_OPS=1``,
-     ``FORCE_CUDA=1`` only when a GPU and nvcc are present.
+   * ``--no-build-isolation`` (an isolated build does not see torch),
+     ``MMCV_WITH_OPS=1``, ``FORCE_CUDA=1`` only when a GPU and nvcc are present.
 
    A wheel is cached (``$FLSL_MM_CACHE``, default ``~/.cache/flsl_mm/wheels``, keyed
    by Python, torch and CPU/CUDA) only after it passed every check: a platform tag
@@ -176,9 +176,9 @@ def check_python(version_info=sys.version_info) -> None:
         raise InstallError(
             f'Python {version_info[0]}.{version_info[1]} ({sys.executable}) is not '
             f'supported: torch {TORCH_VERSION} and the mmcv build need Python '
-            f'{low[0]}.{low[1]}-{high[0]}.{high[1]}. Create the environment with one of '
-            f'those (e.g. `python3.11 -m venv venv`) and run bash tools/install.sh '
-            'inside it.')
+            f'{low[0]}.{low[1]}-{high[0]}.{high[1]}. Create the environment with '
+            f'one of those (e.g. `python3.11 -m venv venv`) and run bash '
+            'tools/install.sh inside it.')
 
 
 def check_free_space(path: Path, need_gb: float, what: str) -> None:
@@ -363,7 +363,7 @@ def pip_install(args: list[str], constraints: Path, what: str) -> None:
 
 
 def bootstrap(todo: list[str]) -> None:
-    """Give the environment a working pip and ``packaging`` before anything uses them."""
+    """Give the environment a working pip and ``packaging`` before they are used."""
     if 'ensurepip' in todo:
         proc = subprocess.run([sys.executable, '-m', 'ensurepip', '--upgrade'])
         if proc.returncode != 0:
@@ -473,7 +473,8 @@ def build_mmcv_wheel(out_dir: Path, constraints: Path) -> Path:
     start = time.time()
     out = tmp / 'wheel'
     _run([sys.executable, '-m', 'pip', 'wheel', '-v', '--no-build-isolation',
-          '--no-deps', '-w', str(out), str(src)], f'building mmcv {MMCV_VERSION}', env=env,
+          '--no-deps', '-w', str(out), str(src)], f'building mmcv {MMCV_VERSION}',
+         env=env,
          logfile=build_log,
          hint=f'read the log above ({build_log}); a missing compiler or disk space '
               f'is the usual cause, see {DOCS}')
@@ -503,7 +504,8 @@ def install_mmcv_wheel(wheel: Path, constraints: Path) -> str | None:
         return problem
     pip_install(['--force-reinstall', '--no-deps', str(wheel)], constraints,
                 f'installing {wheel.name}')
-    pip_install([str(wheel)], constraints, f'installing the dependencies of {wheel.name}')
+    pip_install([str(wheel)], constraints,
+                f'installing the dependencies of {wheel.name}')
     err = _mmcv_ops_error()
     return None if err is None else f'`from mmcv.ops import nms, RoIAlign` fails: {err}'
 
@@ -527,7 +529,8 @@ def ensure_mmcv(constraints: Path, work: Path) -> None:
         raise InstallError(
             f'the freshly built mmcv wheel is unusable: {problem}. It was not cached. '
             f'Check the build log ({Path(tempfile.gettempdir())}/'
-            f'flsl_mm_mmcv_build.log) and {DOCS}, then run bash tools/install.sh again.')
+            f'flsl_mm_mmcv_build.log) and {DOCS}, then run bash tools/install.sh '
+            'again.')
     log(f'cached {cache_wheel(built, cache)}')
 
 
@@ -540,7 +543,8 @@ def install(dry_run: bool = False) -> int:
     check_python()
     steps = plan()
     for step in steps:
-        log(f'{step.name:<27} -> {step.action}{"  " + step.detail if step.detail else ""}')
+        detail = f'  {step.detail}' if step.detail else ''
+        log(f'{step.name:<27} -> {step.action}{detail}')
     if dry_run:
         return 0
     timings = []

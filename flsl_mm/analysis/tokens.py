@@ -40,8 +40,9 @@ def load_backbone(config: str, checkpoint: str | None = None, student: bool = Fa
     """The (teacher, by default) backbone of an FLSL pretraining config.
 
     The backbone carries ``input_norm`` (:class:`InputNorm` of the config's data
-    preprocessor); its patch size is the config's. ``random_init`` (or no checkpoint) gives the backbone at its initialisation for
-    ``seed``: the baseline every probe is compared with.
+    preprocessor); its patch size is the config's. ``random_init`` (or no
+    checkpoint) gives the backbone at its initialisation for ``seed``: the baseline
+    every probe is compared with.
     """
     from mmpretrain.registry import MODELS
     cfg = Config.fromfile(config)

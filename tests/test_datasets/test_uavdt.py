@@ -126,3 +126,21 @@ def test_index_cache_reused_and_invalidated(tmp_path, monkeypatch):
     assert labels.tolist()[-1] == 2  # the appended bus (category 3)
     np.testing.assert_array_equal(changed['M0101']['frames'][1]['bboxes'],
                                   first['M0101']['frames'][1]['bboxes'])
+
+
+def test_demo_tree_with_other_settings_is_refused(tmp_path):
+    from flsl_mm.datasets.uavdt import ensure_uavdt_demo
+    root = ensure_uavdt_demo(tmp_path / 'd', num_frames=4)
+    assert ensure_uavdt_demo(root, num_frames=4) == root  # same settings: reused
+    with pytest.raises(FileExistsError, match='num_frames: 4 there, 5 asked'):
+        ensure_uavdt_demo(root, num_frames=5)
+    (root / 'demo.json').unlink()  # as a tree from an earlier flsl_mm
+    with pytest.raises(FileExistsError, match='earlier flsl_mm'):
+        ensure_uavdt_demo(root, num_frames=4)
+
+
+def test_demo_sequences_hold_all_three_classes(tmp_path):
+    ds = _dataset(make_uavdt_demo(tmp_path / 'd', layout=1), split='test')
+    labels = {i['bbox_label'] for d in _strip_paths(ds) for i in d['instances']
+              if not i['ignore_flag']}
+    assert labels == {0, 1, 2}

@@ -119,12 +119,13 @@ def test_non_finite_loss_on_one_rank_stops_every_rank(repo_root, demo_root, tmp_
     cfg.write_text(f"_base_ = ['{repo_root / PRETRAIN}']\n"
                    "custom_imports = dict(imports=['flsl_mm', 'poison_hook'])\n"
                    "custom_hooks = [dict(type='PoisonRankOneHook')]\n")
-    os.environ['PYTHONPATH'] = f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+    old = os.environ.get('PYTHONPATH', '')
+    os.environ['PYTHONPATH'] = f'{tmp_path}{os.pathsep}{old}'
     try:
         rc, out, seconds = dist_train(repo_root, str(cfg), tmp_path / 'work',
                                       *pretrain_options(demo_root), expect_ok=False)
     finally:
-        os.environ['PYTHONPATH'] = os.environ['PYTHONPATH'].split(os.pathsep, 1)[1]
+        os.environ['PYTHONPATH'] = old
     assert rc != 0
     assert out.count('FloatingPointError') >= 2, out[-4000:]  # both ranks raised
     assert 'non-finite loss nan (on 1 of 2 processes)' in out
@@ -135,7 +136,8 @@ def test_non_finite_loss_on_one_rank_stops_every_rank(repo_root, demo_root, tmp_
 def test_two_process_detection_saves_and_resumes(repo_root, demo_root, tmp_path):
     data = [f'train_dataloader.dataset.data_root={demo_root}',
             'model.backbone.init_cfg=None', 'train_dataloader.batch_size=2',
-            'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
+            'train_dataloader.num_workers=0',
+            'train_dataloader.persistent_workers=False',
             'train_dataloader.dataset.indices=8', 'train_cfg.max_epochs=2',
             'default_hooks.checkpoint.interval=1', 'default_hooks.logger.interval=1']
     work = tmp_path / 'work'

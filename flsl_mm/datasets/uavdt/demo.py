@@ -8,6 +8,8 @@ images but no ground truth. Annotation files use UAVDT's columns and, with
 """
 from __future__ import annotations
 
+import inspect
+import json
 import os
 from pathlib import Path
 
@@ -19,6 +21,8 @@ from .format import ANNOTATIONS_DIR, IMAGES_DIR
 
 DEFAULT_SEQUENCES = ('M0101', 'M0204', 'M0401', 'M0203', 'M0205')  # 3 train, 2 test
 NO_GT_SEQUENCE = 'M0901'
+GENERATOR_VERSION = 2  # 2: larger vehicles, all three classes in every sequence
+SETTINGS_FILE = 'demo.json'
 # category -> (length, width) in px at an image width of 320 (scaled with the width)
 _SIZES = {1: (28, 14), 2: (44, 18), 3: (60, 22)}
 _COLOURS = {1: (40, 40, 200), 2: (200, 160, 40), 3: (40, 200, 230)}
@@ -116,9 +120,40 @@ def make_uavdt_demo(root: str | os.PathLike, layout: int = 1,
                 whole, ignore = gt / f'{name}_gt_whole.txt', gt / f'{name}_gt_ignore.txt'
             _write_rows(whole, rows, messy)
             _write_rows(ignore, ignore_rows, messy)
+        (tmp / SETTINGS_FILE).write_text(json.dumps(_settings(
+            layout=layout, sequences=list(sequences), num_frames=num_frames,
+            img_size=list(img_size), seed=seed, messy=messy,
+            with_no_gt_sequence=with_no_gt_sequence, prefix=prefix), indent=1))
     return root
 
 
+def _settings(**kwargs) -> dict:
+    return dict(version=GENERATOR_VERSION, **kwargs)
+
+
 def ensure_uavdt_demo(root: str | os.PathLike, **kwargs) -> Path:
-    """Write the demo tree at ``root`` unless it is there (safe under races)."""
-    return ensure_generated(root, IMAGES_DIR, make_uavdt_demo, **kwargs)
+    """Write the demo tree at ``root`` unless it is there (safe under races).
+
+    A tree that is there but was generated with other settings (or by an earlier
+    version of the generator) is refused with a message: delete it to regenerate.
+    """
+    root = Path(root)
+    stamp = root / SETTINGS_FILE
+    if (root / IMAGES_DIR).exists() and not stamp.is_file():
+        raise FileExistsError(
+            f'{root} holds a UAVDT demo tree from an earlier flsl_mm (no '
+            f'{SETTINGS_FILE}); delete the folder and it is generated again')
+    ensure_generated(root, SETTINGS_FILE, make_uavdt_demo, **kwargs)
+    defaults = {k: v.default for k, v in
+                inspect.signature(make_uavdt_demo).parameters.items()
+                if v.default is not inspect.Parameter.empty}
+    wanted = json.loads(json.dumps(_settings(**{**defaults, **kwargs})))
+    wanted['sequences'] = list(wanted['sequences'])
+    found = json.loads(stamp.read_text())
+    if found != wanted:
+        diff = '; '.join(f'{k}: {found.get(k)} there, {v} asked'
+                         for k, v in wanted.items() if found.get(k) != v)
+        raise FileExistsError(
+            f'{root} was generated with other settings ({diff}); delete the folder '
+            'and it is generated again, or point data_root elsewhere')
+    return root

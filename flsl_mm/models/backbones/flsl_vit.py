@@ -35,8 +35,9 @@ class FLSLViT(BaseModule):
             ``'featmap'`` -> tuple of ``B x C x H/p x W/p`` maps of the blocks in
             ``out_indices`` (dense tasks, taken before the final norm).
         out_indices: blocks whose outputs are returned in ``'featmap'`` mode
-            (ignored in ``'tokens'`` mode), in this order (negative indices count from the end; out of range or
-            repeated ones are refused).
+            (ignored in ``'tokens'`` mode), in this order; negative indices count
+            from the end, out-of-range or repeated ones are refused. Blocks after
+            the last one asked for do not run and are frozen.
         frozen_stages: number of leading blocks (with the patch embedding) frozen.
     """
 
