@@ -1,5 +1,5 @@
-"""Every flsl_mm component resolves by name from mmpretrain- and mmdet-scoped
-configs (registered once, in mmengine's root registries)."""
+"""Every flsl_mm component resolves by name from mmpretrain-, mmdet- and
+mmseg-scoped configs (registered once, in mmengine's root registries)."""
 import pytest
 from mmengine.registry import DefaultScope
 
@@ -12,6 +12,7 @@ COMPONENTS = [
     ('HOOKS', 'FreezeLastLayerHook'), ('HOOKS', 'PerParamGradClipHook'),
     ('HOOKS', 'NonFiniteLossHook'), ('HOOKS', 'RNGStateHook'),
     ('DATASETS', 'DemoImageDataset'), ('DATASETS', 'DemoCocoDataset'),
+    ('DATASETS', 'DemoSegDataset'),
     ('DATASETS', 'UAVDTDataset'), ('DATASETS', 'UAVDTDemoDataset'),
     ('METRICS', 'UAVDTMetric'),
 ]
@@ -34,7 +35,7 @@ def test_list_covers_every_registered_component():
     assert not missing, f'add {missing} to COMPONENTS'
 
 
-@pytest.mark.parametrize('scope', ['mmpretrain', 'mmdet'])
+@pytest.mark.parametrize('scope', ['mmpretrain', 'mmdet', 'mmseg'])
 @pytest.mark.parametrize('registry_name,name', COMPONENTS)
 def test_resolvable_from_scope(scope, registry_name, name):
     import importlib

@@ -2,6 +2,7 @@
 """Evaluate a checkpoint with a flsl_mm detection config (COCO / UAVDT metrics)."""
 import argparse
 import json
+import numbers
 import os
 import os.path as osp
 import sys
@@ -65,7 +66,8 @@ def main(argv=None):
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()
     # one JSON line (NaN where a metric is undefined, e.g. a class without GT)
-    print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v)
+    print(json.dumps({k: (round(float(v), 4) if isinstance(v, numbers.Real)
+                          and not isinstance(v, bool) else v)
                       for k, v in metrics.items()}))
 
 
