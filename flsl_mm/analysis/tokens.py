@@ -35,6 +35,42 @@ class InputNorm:
         return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]
 
 
+def load_backbone_weights(backbone: FLSLViT, checkpoint: str,
+                          student: bool = False) -> str:
+    """Load backbone weights from any checkpoint the converter reads (an flsl_mm
+    pretraining checkpoint: teacher, or student with ``student``; the authors'
+    release; a DINO / timm ViT, class token dropped; a converted backbone).
+    Returns the format; every mismatch is an error naming the file."""
+    from flsl_mm.models.utils.convert import CheckpointFormatError, extract_backbone
+    try:
+        ckpt = torch.load(checkpoint, map_location='cpu', weights_only=False)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:
+        raise ValueError(f'{checkpoint}: cannot be read as a torch checkpoint '
+                         f'({exc})') from exc
+    try:
+        conv = extract_backbone(ckpt, student=student)
+    except CheckpointFormatError as exc:
+        raise ValueError(f'{checkpoint}: {exc}') from exc
+    state = conv.state_dict
+    own_pe = backbone.pos_embed
+    if 'pos_embed' in state and state['pos_embed'].shape != own_pe.shape:
+        raise ValueError(f'{checkpoint}: position embedding {tuple(state["pos_embed"].shape)}'
+                         f' does not fit the backbone\'s {tuple(own_pe.shape)} '
+                         '(another img_size / patch size?)')
+    missing, unexpected = backbone.load_state_dict(state, strict=False)
+    if set(missing) == {'norm.weight', 'norm.bias'} and not unexpected:
+        raise ValueError(f'{checkpoint}: has no final norm (a backbone converted for '
+                         'detection?) but the config\'s backbone has one: use the '
+                         'pretraining checkpoint, convert with --keep-final-norm, or '
+                         'set model.backbone.final_norm=False')
+    if missing or unexpected:
+        raise ValueError(f'{checkpoint}: does not fit the config backbone '
+                         f'(missing {missing[:3]}, unexpected {unexpected[:3]})')
+    return conv.source_format
+
+
 def load_backbone(config: str, checkpoint: str | None = None, student: bool = False,
                   random_init: bool = False, seed: int = 0) -> FLSLViT:
     """The (teacher, by default) backbone of an FLSL pretraining config.
@@ -55,17 +91,7 @@ def load_backbone(config: str, checkpoint: str | None = None, student: bool = Fa
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         backbone = MODELS.build(backbone_cfg)
     if checkpoint is not None and not random_init:
-        ckpt = torch.load(checkpoint, map_location='cpu', weights_only=False)
-        state = ckpt.get('state_dict', ckpt)
-        prefix = 'backbone.' if student else 'teacher.module.backbone.'
-        sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        if not sub:
-            raise ValueError(f'{checkpoint}: no {prefix}* weights (is it an flsl_mm '
-                             'pretraining checkpoint?)')
-        missing, unexpected = backbone.load_state_dict(sub, strict=False)
-        if missing or unexpected:
-            raise ValueError(f'{checkpoint}: does not fit the config backbone '
-                             f'(missing {missing[:3]}, unexpected {unexpected[:3]})')
+        load_backbone_weights(backbone, checkpoint, student=student)
     backbone.input_norm = InputNorm.from_config(cfg, config)
     return backbone.eval()
 

@@ -38,3 +38,18 @@ def test_backbone_without_input_norm_is_refused():
     from flsl_mm.models import FLSLViT
     with pytest.raises(ValueError, match='load_backbone'):
         extract_tokens(FLSLViT(arch='tiny'), np.zeros((32, 32, 3), np.uint8))
+
+
+def test_a_timm_vit_with_class_token_loads(repo_root, tmp_path):
+    """DINO / timm ViT checkpoints feed the analysis tools (and the DAVIS tool):
+    the class token and its position slot are dropped."""
+    import timm
+    vit = timm.create_model('vit_tiny_patch16_224', pretrained=False)
+    torch.save(vit.state_dict(), tmp_path / 'vit.pth')
+    backbone = load_backbone(str(repo_root / CFG), str(tmp_path / 'vit.pth'))
+    torch.testing.assert_close(backbone.pos_embed, vit.pos_embed[:, 1:])
+    torch.testing.assert_close(backbone.blocks[3].mlp.fc1.weight,
+                               vit.blocks[3].mlp.fc1.weight)
+    with pytest.raises(ValueError, match='cannot be read as a torch checkpoint'):
+        (tmp_path / 'junk.pth').write_bytes(b'junk')
+        load_backbone(str(repo_root / CFG), str(tmp_path / 'junk.pth'))

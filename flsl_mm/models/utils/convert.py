@@ -8,7 +8,9 @@ Three sources are understood (see ``docs/checkpoints.md``):
 * ``authors``: the FLSL release, ``{'teacher': {...}, 'student': {...}}`` with
   ``backbone.*`` (teacher) / ``module.backbone.*`` (student, DDP) and ``head.*``;
 * ``vit``: a plain ViT state dict (DINO, DeiT, timm), possibly under ``model`` or
-  ``state_dict``, with a class token: the token and its position slot are dropped.
+  ``state_dict``, with a class token: the token and its position slot are dropped;
+* ``converted``: this converter's own output (or a whole mmdet / mmseg model
+  checkpoint), ``backbone.*`` without a teacher.
 """
 from __future__ import annotations
 
@@ -47,10 +49,13 @@ def detect_format(ckpt: dict) -> str:
     inner = ckpt.get('model', ckpt.get('state_dict', ckpt))
     if isinstance(inner, dict) and any(k.startswith('blocks.') for k in inner):
         return 'vit'
+    if any(k.startswith('backbone.blocks.') for k in sd):
+        return 'converted'
     raise CheckpointFormatError(
         'unrecognised checkpoint: expected an flsl_mm pretraining checkpoint '
         "(teacher.module.backbone.*), the authors' release ({'teacher', "
-        "'student'}) or a ViT state dict (blocks.*)")
+        "'student'}), a ViT state dict (blocks.*) or a converted backbone "
+        "(backbone.blocks.*)")
 
 
 def extract_backbone(ckpt: dict, student: bool = False) -> Conversion:
@@ -65,6 +70,10 @@ def extract_backbone(ckpt: dict, student: bool = False) -> Conversion:
         sd = ckpt['student' if student else 'teacher']
         sd = {k[len('module.'):] if k.startswith('module.') else k: v
               for k, v in sd.items()}
+        out = _strip(sd, 'backbone.')
+        dropped = [k for k in sd if not k.startswith('backbone.')]
+    elif fmt == 'converted':
+        sd = ckpt.get('state_dict', ckpt)
         out = _strip(sd, 'backbone.')
         dropped = [k for k in sd if not k.startswith('backbone.')]
     else:
