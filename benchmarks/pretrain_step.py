@@ -39,12 +39,12 @@ def make_batch(batch, device):
     return inputs, samples
 
 
-def bench(device, arch, batch, iters, warmup=2):
+def bench(device, arch, batch, iters, warmup=2, monitors=True):
     torch.manual_seed(0)
     width = dict(tiny=192, small=384, base=768)[arch]
     model = FLSL(backbone=dict(type='FLSLViT', arch=arch, drop_path_rate=0.1),
                  head=dict(type='FLSLHead', in_channels=width,
-                           out_channels=4096)).to(device)
+                           out_channels=4096), monitors=monitors).to(device)
     MessageHub.get_current_instance().update_info('max_iters', 1000)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
                             lr=1e-4)
@@ -57,8 +57,10 @@ def bench(device, arch, batch, iters, warmup=2):
         if device == 'cuda':
             torch.cuda.synchronize()
         start = time.perf_counter()
+        model.schedule_applied()  # constant schedules here (FLSLScheduleHook's job)
         with torch.autocast(device, dtype=torch.float16, enabled=device == 'cuda'):
-            loss = sum(model.loss(inputs, samples).values())
+            loss = sum(v for k, v in model.loss(inputs, samples).items()
+                       if 'loss' in k)
         if scaler is not None:
             scaler.scale(loss).backward()
             scaler.step(opt)
@@ -86,15 +88,19 @@ def main():
     p.add_argument('--batch', type=int, default=8)
     p.add_argument('--iters', type=int, default=5)
     p.add_argument('--arch', default='small', choices=['tiny', 'small', 'base'])
+    p.add_argument('--no-monitors', action='store_true',
+                   help='without the health monitors (to measure their cost)')
     args = p.parse_args()
     devices = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
     rows = []
     for dev in devices:
         print(f'running {args.iters} timed iterations on {dev} ...', flush=True)
-        mean, best, mem = bench(dev, args.arch, args.batch, args.iters)
+        mean, best, mem = bench(dev, args.arch, args.batch, args.iters,
+                                monitors=not args.no_monitors)
         rows.append((dev, mean, best, mem))
     print(f'\nFLSL ViT-{args.arch[0].upper()}/16, batch {args.batch}, views '
-          '224 + 224 + 2 x 96, K = 4096, torch ' + torch.__version__)
+          '224 + 224 + 2 x 96, K = 4096, monitors '
+          f'{"off" if args.no_monitors else "on"}, torch ' + torch.__version__)
     print(f'| device | s / iter (mean) | s / iter (best) | peak memory |')
     print('|---|---|---|---|')
     for dev, mean, best, mem in rows:

@@ -30,8 +30,13 @@ def full_run(repo_root, demo_root, tmp_path_factory):
 def test_train_writes_checkpoints_and_finite_losses(full_run):
     work, log = full_run
     assert (work / 'epoch_1.pth').is_file() and (work / 'epoch_2.pth').is_file()
-    for name in ('loss_meanshift', 'loss_kmeans', 'loss_vmr', 'teacher_temp'):
-        assert name in log
+    for name in ('loss_meanshift', 'loss_kmeans', 'loss_vmr', 'teacher_temp',
+                 # the health monitors (docs/monitors.md)
+                 'mon_target_entropy', 'mon_coverage', 'mon_prototypes_used',
+                 'mon_agreement', 'mon_sa_attention_entropy',
+                 'mon_ca_attention_entropy', 'mon_displacement', 'mon_token_spread',
+                 'mon_teacher_student_dist'):
+        assert name in log, name
     ckpt = torch.load(work / 'epoch_1.pth', weights_only=False)
     assert ckpt['meta']['iter'] == 2 and ckpt['meta']['epoch'] == 1
     keys = ckpt['state_dict'].keys()

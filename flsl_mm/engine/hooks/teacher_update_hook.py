@@ -35,3 +35,15 @@ class FLSLTeacherUpdateHook(Hook):
         runner.message_hub.update_scalar(
             'train/teacher_momentum',
             1 - ema.student_weight(int(ema.steps) - 1, runner.max_iters))
+        if getattr(model, 'monitors', False) and self._log_now(runner):
+            runner.message_hub.update_scalar(
+                'train/mon_teacher_student_dist',
+                float(model.teacher_student_distance()))
+
+    @staticmethod
+    def _log_now(runner) -> bool:
+        """On the iterations the LoggerHook logs (its interval), and the last."""
+        from mmengine.hooks import LoggerHook
+        interval = next((h.interval for h in runner.hooks
+                         if isinstance(h, LoggerHook)), 50)
+        return (runner.iter + 1) % interval == 0 or runner.iter + 1 == runner.max_iters

@@ -10,6 +10,7 @@ from mmpretrain.models.selfsup import BaseSelfSupervisor
 from mmpretrain.structures import DataSample
 
 from flsl_mm.registry import MODELS
+from ..utils import monitors as mon
 from ..utils.mean_shift import mean_shift
 from .teacher_ema import TeacherEMA
 
@@ -43,6 +44,8 @@ class FLSL(BaseSelfSupervisor):
         beta_sa, beta_ca: mean-shift logit scales (0.1/sqrt(384), 0.2/sqrt(384)).
         teacher_momentum: student weight of the EMA at the start (0.004, i.e.
             teacher momentum 0.996); ``teacher_end_momentum`` at the end (0 -> 1).
+        monitors: also return the health monitors (``mon_*``, logged, not part
+            of the loss; ``docs/monitors.md``). They change no loss or gradient.
     """
 
     def __init__(self,
@@ -53,6 +56,7 @@ class FLSL(BaseSelfSupervisor):
                  beta_ca: float = 0.2 / 384**0.5,
                  teacher_momentum: float = 0.004,
                  teacher_end_momentum: float = 0.0,
+                 monitors: bool = True,
                  data_preprocessor: dict | None = None,
                  init_cfg: dict | None = None) -> None:
         super().__init__(backbone=backbone, head=head,
@@ -63,6 +67,7 @@ class FLSL(BaseSelfSupervisor):
         self.loss_module = MODELS.build(loss)
         self.beta_sa = beta_sa
         self.beta_ca = beta_ca
+        self.monitors = monitors
 
         teacher_backbone_cfg = copy.deepcopy(backbone)
         teacher_backbone_cfg['drop_path_rate'] = 0.0
@@ -98,6 +103,14 @@ class FLSL(BaseSelfSupervisor):
         """One EMA step of the teacher towards the current student."""
         self.teacher.update_parameters(self._student())
         self._calls_since['FLSLTeacherUpdateHook'] = 0
+
+    def teacher_student_distance(self) -> torch.Tensor:
+        """``|teacher - student|``: L2 distance over all parameters (a monitor)."""
+        student = dict(self._student().named_parameters())
+        names = [n for n, _ in self.teacher.module.named_parameters()]
+        return mon.parameter_distance(
+            [p for _, p in self.teacher.module.named_parameters()],
+            [student[n].detach() for n in names])
 
     def schedule_applied(self) -> None:
         """Called by :class:`FLSLScheduleHook` once it set this iteration's values."""
@@ -150,6 +163,7 @@ class FLSL(BaseSelfSupervisor):
             z_t = self.teacher.module.backbone(teacher_img)  # B x Nt x C
 
         queries, sa_modes, ca_modes = [], [], []
+        attn_entropy = dict(sa=[], ca=[])
         view = 0
         for group in self._resolution_groups(student_imgs):
             num_views = len(group)
@@ -168,12 +182,36 @@ class FLSL(BaseSelfSupervisor):
             sa_modes.append(sa.reshape(-1, c))
             ca_modes.append(ca.reshape(-1, c))
             view += num_views
+            if self.monitors:  # weighted by the group's number of queries
+                weight = q.shape[0] * q.shape[1] * q.shape[2]
+                attn_entropy['sa'].append((weight, mon.attention_entropy(
+                    q.detach(), z_s.detach(), self.beta_sa)))
+                attn_entropy['ca'].append((weight, mon.attention_entropy(
+                    q.detach().to(z_t.dtype), z_t.unsqueeze(0), self.beta_ca)))
+                if view == num_views:
+                    spread = mon.token_spread(z_s.detach())
 
         q, sa, ca = torch.cat(queries), torch.cat(sa_modes), torch.cat(ca_modes)
         student_logits = self.head(sa)
         with torch.no_grad():
             teacher_logits = self.teacher.module.head(ca)
-        return self.loss_module(q, sa, student_logits, teacher_logits)
+        monitors = {}
+        if self.monitors:
+            with torch.no_grad():
+                p_s = torch.softmax(student_logits.detach().float() /
+                                    self.loss_module.student_temp, dim=-1)
+                monitors = mon.prototype_monitors(
+                    p_s, self.loss_module.teacher_probs(teacher_logits))
+                for key, parts in attn_entropy.items():
+                    total = sum(w for w, _ in parts)
+                    monitors[f'mon_{key}_attention_entropy'] = sum(
+                        w * e for w, e in parts) / total
+                monitors['mon_displacement'] = mon.displacement(q.detach(),
+                                                                sa.detach())
+                monitors['mon_token_spread'] = spread
+        losses = self.loss_module(q, sa, student_logits, teacher_logits)
+        losses.update(monitors)
+        return losses
 
     @staticmethod
     def _resolution_groups(views: list[torch.Tensor]) -> list[list[torch.Tensor]]:
