@@ -101,7 +101,7 @@ def main():
     print(f'\nFLSL ViT-{args.arch[0].upper()}/16, batch {args.batch}, views '
           '224 + 224 + 2 x 96, K = 4096, monitors '
           f'{"off" if args.no_monitors else "on"}, torch ' + torch.__version__)
-    print(f'| device | s / iter (mean) | s / iter (best) | peak memory |')
+    print('| device | s / iter (mean) | s / iter (best) | peak memory |')
     print('|---|---|---|---|')
     for dev, mean, best, mem in rows:
         print(f'| {dev} ({torch.get_num_threads()} threads) | {mean:.3f} | '

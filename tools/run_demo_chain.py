@@ -14,7 +14,6 @@ JSON results and a plot of the per-iteration losses to --out-dir.
 """
 import argparse
 import json
-import os
 import re
 import subprocess
 import sys
