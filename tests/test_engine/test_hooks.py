@@ -179,3 +179,32 @@ def test_non_finite_loss_on_one_rank_is_named_on_every_rank(monkeypatch):
     monkeypatch.setattr(mod, 'all_reduce', lambda t: None)  # nobody bad
     NonFiniteLossHook().after_train_iter(SimpleNamespace(iter=0, epoch=0), 0,
                                          outputs=dict(loss=torch.tensor(1.0)))
+
+
+def test_rng_states_of_another_world_size_are_not_restored_with_a_warning():
+    from flsl_mm.engine.hooks.rng_state_hook import RNGStateHook, get_rng_state
+    warnings = []
+    runner = SimpleNamespace(logger=SimpleNamespace(
+        warning=lambda msg, *a: warnings.append(msg % a)), iter=4)
+    hook = RNGStateHook()
+    hook.after_load_checkpoint(runner, dict(rng_states=[get_rng_state()] * 2))
+    assert hook._pending is None
+    assert 'RNG states of 2 process(es), this run has 1' in warnings[0]
+    hook.after_load_checkpoint(runner, dict(rng_states=[get_rng_state()]))
+    assert hook._pending is not None and len(warnings) == 1
+
+
+def test_rng_states_are_gathered_before_the_checkpoint_hook_saves():
+    """The gather (a collective) happens in after_train_epoch on every rank, at a
+    priority above CheckpointHook's; rank 0's save then only reads the result."""
+    from mmengine.hooks import CheckpointHook
+    from mmengine.runner import get_priority
+
+    from flsl_mm.engine.hooks.rng_state_hook import RNGStateHook
+    assert get_priority(RNGStateHook.priority) < get_priority(CheckpointHook.priority)
+    hook = RNGStateHook()
+    runner = SimpleNamespace(iter=8, hooks=[], logger=None)
+    hook.after_train_epoch(runner)
+    ckpt = {}
+    hook.before_save_checkpoint(runner, ckpt)
+    assert ckpt['rng_states'] is hook._gathered[1] and len(ckpt['rng_states']) == 1
