@@ -195,7 +195,8 @@ def test_dry_run_and_check_in_a_fresh_venv(fresh_venv, repo_root):
                          timeout=120)
     assert dry.returncode == 0, dry.stdout + dry.stderr
     plan = dry.stdout
-    assert 'bootstrap (pip, packaging)  -> pip  packaging' in plan
+    boot = next(line for line in plan.splitlines() if 'bootstrap' in line)
+    assert '-> pip' in boot and boot.endswith('packaging')  # a fresh venv has none
     assert 'base packages' in plan and 'torch==2.14.1' in plan
     assert 'build-wheel' in plan or 'install-cached-wheel' in plan
     check = subprocess.run([str(fresh_venv), 'tools/install.py', '--check'],
