@@ -65,6 +65,8 @@ def main(argv=None):
             dict(type='DumpResults', out_file_path=args.out)]
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()
+    from flsl_mm.utils.dist import shutdown_distributed
+    shutdown_distributed()
     # one JSON line (NaN where a metric is undefined, e.g. a class without GT)
     print(json.dumps({k: (round(float(v), 4) if isinstance(v, numbers.Real)
                           and not isinstance(v, bool) else v)

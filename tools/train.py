@@ -89,6 +89,8 @@ def main(argv=None):
     cfg = build_cfg(args)
     runner = Runner.from_cfg(cfg)
     runner.train()
+    from flsl_mm.utils.dist import shutdown_distributed
+    shutdown_distributed()
 
 
 if __name__ == '__main__':

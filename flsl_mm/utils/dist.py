@@ -31,3 +31,16 @@ def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
     reduced = x.detach().clone()
     dist.all_reduce(reduced)
     return reduced / dist.get_world_size()
+
+
+def shutdown_distributed() -> None:
+    """End a distributed run cleanly: every rank waits for the others (rank 0 may
+    still be writing a checkpoint), then the process group is destroyed.
+
+    Without it a rank that finishes first can tear its gloo process group down
+    while the others still use it; the process then aborts at exit ("terminate
+    called without an active exception") and torchrun reports the job as failed.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
