@@ -40,10 +40,10 @@ class FLSLTeacherUpdateHook(Hook):
                 'train/mon_teacher_student_dist',
                 float(model.teacher_student_distance()))
 
-    @staticmethod
-    def _log_now(runner) -> bool:
+    def _log_now(self, runner) -> bool:
         """On the iterations the LoggerHook logs (its interval), and the last."""
         from mmengine.hooks import LoggerHook
         interval = next((h.interval for h in runner.hooks
                          if isinstance(h, LoggerHook)), 50)
-        return (runner.iter + 1) % interval == 0 or runner.iter + 1 == runner.max_iters
+        return self.every_n_train_iters(runner, interval) or \
+            self.is_last_train_iter(runner)

@@ -107,10 +107,9 @@ class FLSL(BaseSelfSupervisor):
     def teacher_student_distance(self) -> torch.Tensor:
         """``|teacher - student|``: L2 distance over all parameters (a monitor)."""
         student = dict(self._student().named_parameters())
-        names = [n for n, _ in self.teacher.module.named_parameters()]
-        return mon.parameter_distance(
-            [p for _, p in self.teacher.module.named_parameters()],
-            [student[n].detach() for n in names])
+        teacher = list(self.teacher.module.named_parameters())
+        return mon.parameter_distance([p for _, p in teacher],
+                                      [student[n].detach() for n, _ in teacher])
 
     def schedule_applied(self) -> None:
         """Called by :class:`FLSLScheduleHook` once it set this iteration's values."""
@@ -164,6 +163,7 @@ class FLSL(BaseSelfSupervisor):
 
         queries, sa_modes, ca_modes = [], [], []
         attn_entropy = dict(sa=[], ca=[])
+        spread = None  # token spread of the first student views
         view = 0
         for group in self._resolution_groups(student_imgs):
             num_views = len(group)
@@ -188,7 +188,7 @@ class FLSL(BaseSelfSupervisor):
                     q.detach(), z_s.detach(), self.beta_sa)))
                 attn_entropy['ca'].append((weight, mon.attention_entropy(
                     q.detach().to(z_t.dtype), z_t.unsqueeze(0), self.beta_ca)))
-                if view == num_views:
+                if spread is None:
                     spread = mon.token_spread(z_s.detach())
 
         q, sa, ca = torch.cat(queries), torch.cat(sa_modes), torch.cat(ca_modes)
