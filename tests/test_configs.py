@@ -188,3 +188,29 @@ def test_paramwise_custom_keys_match_parameters(path):
         assert g['weight_decay'] == (0.0 if 'norm' in n else wd), n
     assert any(n.startswith('neck.0.branches.0.1.') for n in by_name) or \
         'p8' in path  # the p16 adapter's BatchNorm exists and keeps decay
+
+
+@pytest.mark.parametrize('name', ['flsl_vit-tiny-p16_1xb64-10e_demo-rc.py',
+                                  'flsl_vit-tiny-p16_1xb256-100e_demo-rc4k.py'])
+def test_learning_study_configs_keep_the_method(name):
+    """The "Does FLSL learn?" configs scale sizes and schedule lengths only: every
+    term, weight, temperature, beta and the EMA are the published ones."""
+    cfg = Config.fromfile(str(ROOT / 'configs/pretrain' / name))
+    pub = Config.fromfile(str(ROOT / 'configs/pretrain/'
+                              'flsl_vit-small-p16_8xb64-300e_in1k.py'))
+    for key in ('upsilon', 'eta', 'gamma', 'student_temp', 'teacher_temp',
+                'warmup_teacher_temp', 'use_centering'):
+        assert cfg.model.loss[key] == pub.model.loss[key], key
+    for key in ('beta_sa', 'beta_ca', 'teacher_momentum', 'teacher_end_momentum'):
+        assert cfg.model[key] == pub.model[key], key
+    assert cfg.model.head.norm_last_layer is True
+    assert cfg.default_hooks.keys() >= {'flsl_schedule', 'teacher_update',
+                                        'freeze_last_layer', 'grad_clip'}
+    view = cfg.train_dataloader.dataset.pipeline[1]
+    assert (view.teacher_scale, view.student_scale) == ((0.8, 1.0), (0.5, 1.0))
+    ds = cfg.train_dataloader.dataset
+    assert ds.demo_kwargs.random_colours is True
+    # the schedules cover the whole run
+    assert cfg.param_scheduler[1].end == cfg.train_cfg.max_epochs
+    assert cfg.param_scheduler[2].T_max == cfg.train_cfg.max_epochs
+    assert cfg.model.loss.warmup_teacher_temp_epochs < cfg.train_cfg.max_epochs

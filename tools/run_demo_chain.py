@@ -63,36 +63,6 @@ def save_random_init(path: Path, seed: int) -> None:
     torch.save(dict(state_dict=model.state_dict(), meta=dict(epoch=0)), path)
 
 
-MONITORS = ['mon_target_entropy', 'mon_coverage', 'mon_prototypes_used',
-            'mon_agreement', 'mon_sa_attention_entropy', 'mon_ca_attention_entropy',
-            'mon_displacement', 'mon_token_spread', 'mon_teacher_student_dist']
-
-
-def plot_losses(work_dir: Path, out_png: Path) -> None:
-    """Losses (top row) and the health monitors (docs/monitors.md) per iteration."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    scalars = sorted(work_dir.glob('*/vis_data/scalars.json'))[-1]
-    rows = [json.loads(line) for line in scalars.read_text().splitlines()]
-    rows = [r for r in rows if 'loss' in r]
-    keys = ['loss', 'loss_kmeans', 'loss_vmr', 'loss_meanshift'] + \
-        [k for k in MONITORS if any(k in r for r in rows)]
-    cols = 4
-    nrows = -(-len(keys) // cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(16, 3.2 * nrows), squeeze=False)
-    for ax, key in zip(axes.flat, keys):
-        pts = [(r['iter'], r[key]) for r in rows if key in r]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker='.' if
-                len(pts) < 20 else None)
-        ax.set_title(key)
-        ax.set_xlabel('iteration')
-    for ax in list(axes.flat)[len(keys):]:
-        ax.axis('off')
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=70)
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -171,7 +141,8 @@ def main(argv=None) -> int:
         for tag, extra in ABLATIONS.items():
             ckpt, _ = pretrain(tag, extra)
             probe(tag, ckpt)
-    plot_losses(flsl_work, out / 'pretrain_losses.png')
+    from flsl_mm.analysis.training_log import plot_training_curves
+    plot_training_curves(flsl_work, out / 'pretrain_losses.png')
 
     keys = sorted({k for r in results.values() for k in r},
                   key=lambda k: (not k.startswith(('knn', 'linear', 'cluster')), k))

@@ -184,6 +184,7 @@ def ensure_demo_data(root: str | os.PathLike, **kwargs) -> Path:
     """
     root = Path(root)
     if (root / 'meta.json').is_file():
+        _check_settings(root, kwargs)
         return root
     if root.exists() and any(root.iterdir()):
         raise FileExistsError(f'{root} exists but holds no demo meta.json; it is not '
@@ -191,4 +192,27 @@ def ensure_demo_data(root: str | os.PathLike, **kwargs) -> Path:
                               'data_root.')
     if root.exists():
         root.rmdir()  # an empty folder: generate into it
-    return ensure_generated(root, 'meta.json', make_demo_data, **kwargs)
+    ensure_generated(root, 'meta.json', make_demo_data, **kwargs)
+    _check_settings(root, kwargs)  # another process may have won with others
+    return root
+
+
+def _check_settings(root: Path, requested: dict) -> None:
+    """Refuse a set generated with other settings than the ones asked for.
+
+    Only the settings passed explicitly are compared; ``img_size`` is stored as a
+    list in ``meta.json``.
+    """
+    with open(root / 'meta.json') as f:
+        meta = json.load(f)
+    wrong = []
+    for key, want in requested.items():
+        if key == 'overwrite':
+            continue
+        want = list(want) if isinstance(want, tuple) else want
+        if meta.get(key) != want:
+            wrong.append(f'{key}={meta.get(key)!r} (asked for {want!r})')
+    if wrong:
+        raise ValueError(f'{root / "meta.json"}: this demo data set was generated '
+                         f'with other settings: {", ".join(wrong)}. Delete {root} '
+                         'to regenerate it, or choose another data_root.')

@@ -39,6 +39,10 @@ def test_deterministic_and_no_partial_output(tmp_path):
         make_demo_data(tmp_path / 'a')
     # ensure_demo_data keeps a complete set and refuses a foreign folder
     assert ensure_demo_data(a) == a
+    # settings asked for explicitly must match the ones the set was made with
+    assert ensure_demo_data(a, num_train=3, seed=5) == a
+    with pytest.raises(ValueError, match=r'random_colours=False \(asked for True\)'):
+        ensure_demo_data(a, num_train=3, random_colours=True)
     (tmp_path / 'junk').mkdir()
     (tmp_path / 'junk' / 'x.txt').write_text('x')
     with pytest.raises(FileExistsError, match='no demo meta.json'):

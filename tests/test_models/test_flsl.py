@@ -99,6 +99,30 @@ def test_teacher_moves_only_by_scheduled_ema():
         torch.testing.assert_close(p, 0.998 * before[k] + 0.002 * src)
 
 
+def test_teacher_initial_weight():
+    """prod (1 - m_i): the weight the teacher's initial parameters keep."""
+    ema = build().teacher
+    assert ema.initial_weight(0, 10) == 1.0
+    # m_0 = 0.004, m_1 = 0.004 * (1 + cos(pi / 4)) / 2 over 4 iterations
+    m1 = 0.004 * (1 + 0.5 ** 0.5) / 2
+    assert ema.initial_weight(2, 4) == pytest.approx(0.996 * (1 - m1), rel=1e-12)
+    # with a teacher of all-zero initial parameters and a constant student of ones,
+    # the EMA moves the teacher to exactly 1 - initial_weight
+    model = build()
+    MessageHub.get_current_instance().update_info('max_iters', 80)
+    with torch.no_grad():
+        for p in model.teacher.module.parameters():
+            p.zero_()
+        for p in model._student().parameters():
+            p.fill_(1.0)
+    for _ in range(80):
+        model.update_teacher()
+    w = model.teacher.initial_weight(80, 80)
+    assert w == pytest.approx(0.8502, abs=1e-4)  # the short-run case of the docs
+    p = next(model.teacher.module.parameters())
+    torch.testing.assert_close(p, torch.full_like(p, 1 - w))
+
+
 def test_mask_size_mismatch_is_explained():
     model = build()
     inputs, samples = make_batch()

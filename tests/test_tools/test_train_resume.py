@@ -35,7 +35,7 @@ def test_train_writes_checkpoints_and_finite_losses(full_run):
                  'mon_target_entropy', 'mon_coverage', 'mon_prototypes_used',
                  'mon_agreement', 'mon_sa_attention_entropy',
                  'mon_ca_attention_entropy', 'mon_displacement', 'mon_token_spread',
-                 'mon_teacher_student_dist'):
+                 'mon_teacher_student_dist', 'mon_teacher_init_weight'):
         assert name in log, name
     ckpt = torch.load(work / 'epoch_1.pth', weights_only=False)
     assert ckpt['meta']['iter'] == 2 and ckpt['meta']['epoch'] == 1

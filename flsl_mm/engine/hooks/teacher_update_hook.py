@@ -39,6 +39,9 @@ class FLSLTeacherUpdateHook(Hook):
             runner.message_hub.update_scalar(
                 'train/mon_teacher_student_dist',
                 float(model.teacher_student_distance()))
+            runner.message_hub.update_scalar(
+                'train/mon_teacher_init_weight',
+                ema.initial_weight(int(ema.steps), runner.max_iters))
 
     def _log_now(self, runner) -> bool:
         """On the iterations the LoggerHook logs (its interval), and the last."""

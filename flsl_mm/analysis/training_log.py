@@ -1,0 +1,69 @@
+"""Read a pretraining run's per-iteration scalars and draw its losses and health
+monitors (docs/monitors.md), one run or several overlaid (seeds, ablations)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+LOSSES = ['loss', 'loss_kmeans', 'loss_vmr', 'loss_meanshift']
+MONITORS = ['mon_target_entropy', 'mon_coverage', 'mon_prototypes_used',
+            'mon_agreement', 'mon_sa_attention_entropy', 'mon_ca_attention_entropy',
+            'mon_displacement', 'mon_token_spread', 'mon_teacher_student_dist',
+            'mon_teacher_init_weight']
+
+
+def read_scalars(work_dir: str | Path) -> list[dict]:
+    """The training rows (those with a ``loss``) of the newest run in ``work_dir``
+    (mmengine's ``<timestamp>/vis_data/scalars.json``)."""
+    found = sorted(Path(work_dir).glob('*/vis_data/scalars.json'))
+    if not found:
+        raise FileNotFoundError(f'{work_dir}: no */vis_data/scalars.json (not an '
+                                'mmengine work dir, or the run logged nothing)')
+    rows = [json.loads(line) for line in found[-1].read_text().splitlines()
+            if line.strip()]
+    return [r for r in rows if 'loss' in r]
+
+
+def final_values(rows: list[dict], keys: list[str] | None = None,
+                 last: int = 5) -> dict[str, float]:
+    """Mean of each key over the last ``last`` logged rows that have it."""
+    keys = keys or LOSSES + MONITORS
+    out = {}
+    for key in keys:
+        vals = [r[key] for r in rows if key in r][-last:]
+        if vals:
+            out[key] = sum(vals) / len(vals)
+    return out
+
+
+def plot_training_curves(runs: dict[str, str | Path] | str | Path,
+                         out_png: str | Path, title: str | None = None) -> None:
+    """Losses (first row) and monitors per iteration; ``runs`` maps a label to a
+    work dir (several runs are overlaid), or is one work dir."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    if not isinstance(runs, dict):
+        runs = {'': runs}
+    data = {label: read_scalars(wd) for label, wd in runs.items()}
+    keys = [k for k in LOSSES + MONITORS
+            if any(k in r for rows in data.values() for r in rows)]
+    cols = 4
+    nrows = -(-len(keys) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(16, 3.2 * nrows), squeeze=False)
+    for ax, key in zip(axes.flat, keys):
+        for label, rows in data.items():
+            pts = [(r['iter'], r[key]) for r in rows if key in r]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], label=label or None,
+                    marker='.' if len(pts) < 20 else None)
+        ax.set_title(key)
+        ax.set_xlabel('iteration')
+    if len(data) > 1:
+        axes.flat[0].legend(fontsize=8)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis('off')
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=70)
+    plt.close(fig)

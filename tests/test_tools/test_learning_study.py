@@ -1,0 +1,109 @@
+"""tools/analysis/learning_study.py: the seed table and a tiny end-to-end study."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+LEARN_CONFIG = 'configs/pretrain/flsl_vit-tiny-p16_1xb64-10e_demo-rc.py'
+
+
+def _load_tool(repo_root):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'learning_study', repo_root / 'tools/analysis/learning_study.py')
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _entry(knn, lin=0.5, clu=0.1, box=0.7):
+    return dict(probes={'knn_miou': knn, 'linear_miou': lin, 'cluster_miou': clu,
+                        'bbox_knn_top1@20': box})
+
+
+def test_summary_margin_in_seed_spreads(repo_root):
+    tool = _load_tool(repo_root)
+    results = {
+        'flsl': {'0': _entry(0.40), '1': _entry(0.42), '2': _entry(0.44)},
+        'random': {'0': _entry(0.30), '1': _entry(0.31), '2': _entry(0.32)},
+        'gamma=0': {'0': _entry(0.30)},  # not every seed: left out of the table
+    }
+    table = tool.summarise(results, [0, 1, 2])
+    # flsl knn: mean .42, sample std .02; random mean .31, std .01
+    assert '| knn_miou | 0.4200 +- 0.0200 | 0.3100 +- 0.0100 |' in table
+    # margin .11 over spread max(.02, .01) = 5.5 spreads
+    assert '| knn_miou | flsl | +0.1100 | 0.0200 | +5.5 |' in table
+    assert 'gamma=0' not in table
+    # identical values on both sides: zero margin, no spread
+    assert '| linear_miou | flsl | +0.0000 | 0.0000 | +inf |' in table
+
+
+def test_tiny_study_end_to_end(repo_root, tmp_path):
+    cfg = tmp_path / 'tiny_learn.py'
+    cfg.write_text(f"""
+_base_ = [{str(repo_root / LEARN_CONFIG)!r}]
+train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root={str(tmp_path / 'data')!r},
+                 demo_kwargs=dict(num_train=8, num_val=4, random_colours=True)))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.5, end_factor=1.0, by_epoch=True,
+         begin=0, end=1, convert_to_iter_based=True)]
+train_cfg = dict(max_epochs=1)
+default_hooks = dict(checkpoint=dict(interval=1))
+""")
+    out = tmp_path / 'study'
+    cmd = [sys.executable, 'tools/analysis/learning_study.py', str(cfg), '--seeds',
+           '0', '1', '--variants', 'flsl', 'random', '--out-dir', str(out)]
+    proc = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads((out / 'results.json').read_text())
+    assert set(results) == {'flsl', 'random'}
+    for variant in results:
+        assert set(results[variant]) == {'0', '1'}
+        for entry in results[variant].values():
+            assert 0 <= entry['probes']['knn_miou'] <= 1
+    flsl = results['flsl']['0']
+    assert 0 < flsl['monitors']['mon_target_entropy'] <= 1
+    assert flsl['seconds']['pretrain'] > 0
+    # the two seeds train different models
+    assert results['flsl']['0']['probes'] != results['flsl']['1']['probes']
+    table = (out / 'table.md').read_text()
+    assert '| knn_miou | flsl |' in table
+    assert (out / 'curves_flsl.png').stat().st_size > 1000
+    # a second call keeps what is done and trains nothing
+    again = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stdout.count('done before, kept') == 4
+    assert 'pretrain flsl' not in again.stdout
+
+
+def test_data_of_other_settings_is_refused(repo_root, tmp_path):
+    from flsl_mm.datasets import make_demo_data
+    data = make_demo_data(tmp_path / 'data', num_train=2, num_val=1)  # not random
+    cfg = tmp_path / 'c.py'
+    cfg.write_text(f"""
+_base_ = [{str(repo_root / LEARN_CONFIG)!r}]
+train_dataloader = dict(dataset=dict(data_root={str(data)!r}))
+""")
+    proc = subprocess.run([sys.executable, 'tools/analysis/learning_study.py', str(cfg),
+                           '--out-dir', str(tmp_path / 'o')], cwd=repo_root,
+                          capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert 'generated with other settings' in proc.stderr
+    assert 'random_colours=False (asked for True)' in proc.stderr
+    assert not (tmp_path / 'o' / 'results.json').exists()
+
+
+def test_device_flags_checked_before_any_work(repo_root, tmp_path):
+    import torch
+    base = [sys.executable, 'tools/analysis/learning_study.py', LEARN_CONFIG,
+            '--out-dir', str(tmp_path / 'o')]
+    proc = subprocess.run(base + ['--amp'], cwd=repo_root, capture_output=True,
+                          text=True)
+    assert proc.returncode != 0 and '--amp needs --device cuda' in proc.stderr
+    if not torch.cuda.is_available():
+        proc = subprocess.run(base + ['--device', 'cuda'], cwd=repo_root,
+                              capture_output=True, text=True)
+        assert proc.returncode != 0 and 'no CUDA GPU' in proc.stderr
+    assert not (tmp_path / 'o').exists()

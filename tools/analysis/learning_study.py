@@ -1,0 +1,182 @@
+#!/usr/bin/env python
+"""Does FLSL learn? Pretrain a config over several seeds, with ablations, probe each
+teacher densely and compare with the random-init backbone of the same seeds.
+
+For every seed: FLSL (the config as it is), upsilon = 0 (no intra-view term),
+gamma = 0 (no VMR), each pretrained with ``tools/train.py`` and probed with
+``tools/analysis/dense_probe.py``; the random-init backbone is probed with the same
+seeds. Writes, to --out-dir:
+
+  results.json   every run's probe values, final monitors and wall time
+  table.md       mean +- std over seeds per variant and probe, and for each probe
+                 the margin over random init in units of the seed-to-seed spread
+                 (the larger of the two sample standard deviations)
+  curves_<variant>.png  losses and health monitors of every seed, overlaid
+
+Runs already finished (their probe JSON exists) are kept, so an interrupted study
+resumes where it stopped. See docs/benchmarks.md ("Does FLSL learn?").
+
+    python tools/analysis/learning_study.py \
+        configs/pretrain/flsl_vit-tiny-p16_1xb16-12e_demo-rc.py [--seeds 0 1 2]
+    # on a GPU: pretraining on CUDA in fp16 (probes stay on the CPU)
+    python tools/analysis/learning_study.py CONFIG --device cuda --amp
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+VARIANTS = {
+    'flsl': [],
+    'upsilon=0': ['model.loss.upsilon=0.0'],
+    'gamma=0': ['model.loss.gamma=0.0'],
+}
+PROBES = ['knn_miou', 'linear_miou', 'cluster_miou', 'bbox_knn_top1@20']
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('config', help='FLSL pretraining config (demo data set)')
+    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    p.add_argument('--variants', nargs='+', default=list(VARIANTS) + ['random'],
+                   choices=list(VARIANTS) + ['random'])
+    p.add_argument('--out-dir', default='work_dirs/learning_study')
+    p.add_argument('--device', choices=['cpu', 'cuda'], default='cpu',
+                   help='where to pretrain (probes run on the CPU either way)')
+    p.add_argument('--amp', action='store_true',
+                   help='fp16 pretraining (with --device cuda; tools/train.py --amp)')
+    p.add_argument('--cfg-options', nargs='+', default=[],
+                   help='extra key=value overrides for every pretraining run')
+    return p.parse_args(argv)
+
+
+def run_tool(cmd: list[str], log_path: Path, cpu_only: bool = True) -> float:
+    """Run a repository tool with this interpreter; output to ``log_path``.
+    ``cpu_only`` hides any GPU from it (CUDA_VISIBLE_DEVICES empty)."""
+    env = dict(os.environ)
+    if cpu_only:
+        env['CUDA_VISIBLE_DEVICES'] = ''
+    start = time.time()
+    with open(log_path, 'w') as log:
+        proc = subprocess.run([sys.executable, *cmd], cwd=REPO, stdout=log,
+                              stderr=subprocess.STDOUT, env=env)
+    if proc.returncode != 0:
+        tail = '\n'.join(log_path.read_text().splitlines()[-25:])
+        raise SystemExit(f'failed ({proc.returncode}): {" ".join(cmd)}\n'
+                         f'log: {log_path}\n{tail}')
+    return time.time() - start
+
+
+def summarise(results: dict, seeds: list[int]) -> str:
+    """Markdown table: mean +- std per variant, margin over random in spreads."""
+    variants = [v for v in results if all(str(s) in results[v] for s in seeds)]
+    lines = ['| probe | ' + ' | '.join(variants) + ' |',
+             '|---|' + '---|' * len(variants)]
+    stats = {}
+    for probe in PROBES:
+        cells = []
+        for v in variants:
+            vals = [results[v][str(s)]['probes'][probe] for s in seeds]
+            sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+            stats[v, probe] = (statistics.fmean(vals), sd)
+            cells.append(f'{stats[v, probe][0]:.4f} +- {sd:.4f}')
+        lines.append(f'| {probe} | ' + ' | '.join(cells) + ' |')
+    if 'random' in variants and len(seeds) > 1:
+        lines += ['', '| probe | variant | margin over random | spread | '
+                  'margin / spread |', '|---|---|---|---|---|']
+        for probe in PROBES:
+            r_mean, r_sd = stats['random', probe]
+            for v in variants:
+                if v == 'random':
+                    continue
+                mean, sd = stats[v, probe]
+                spread = max(sd, r_sd)
+                ratio = (mean - r_mean) / spread if spread > 0 else float('inf')
+                lines.append(f'| {probe} | {v} | {mean - r_mean:+.4f} | {spread:.4f} '
+                             f'| {ratio:+.1f} |')
+    return '\n'.join(lines)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.amp and args.device != 'cuda':
+        raise SystemExit('--amp needs --device cuda (fp16 autocast on a GPU)')
+    if args.device == 'cuda':
+        import torch
+        if not torch.cuda.is_available():
+            raise SystemExit('--device cuda: no CUDA GPU is visible to torch')
+    from mmengine.config import Config
+
+    import flsl_mm  # noqa: F401
+    from flsl_mm.analysis.training_log import (final_values, plot_training_curves,
+                                               read_scalars)
+    from flsl_mm.datasets import ensure_demo_data
+    cfg = Config.fromfile(args.config)
+    dataset = cfg.train_dataloader.dataset
+    data_root = str((REPO / dataset.data_root).resolve())
+    ensure_demo_data(data_root, **dataset.get('demo_kwargs', {}))
+    out = (REPO / args.out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    results_file = out / 'results.json'
+    results = json.loads(results_file.read_text()) if results_file.exists() else {}
+    config = str(Path(args.config).resolve())
+    todo = [(v, s) for v in args.variants for s in args.seeds]
+    for i, (variant, seed) in enumerate(todo, 1):
+        if str(seed) in results.get(variant, {}):
+            print(f'[study {i}/{len(todo)}] {variant} seed {seed}: done before, kept')
+            continue
+        tag = f'{variant}_seed{seed}'
+        probe_json = out / f'probe_{tag}.json'
+        entry = dict(seconds={})
+        probe_cmd = ['tools/analysis/dense_probe.py', config, '--seed', str(seed),
+                     '--data-root', data_root, '--out', str(probe_json)]
+        if variant == 'random':
+            probe_cmd.insert(2, '--random-init')
+        else:
+            work = out / tag
+            print(f'[study {i}/{len(todo)}] pretrain {variant} seed {seed} ...',
+                  flush=True)
+            cmd = ['tools/train.py', config, '--work-dir', str(work)]
+            cmd += ['--amp'] if args.amp else []
+            cmd += ['--cfg-options', f'randomness.seed={seed}',
+                    *VARIANTS[variant], *args.cfg_options]
+            entry['seconds']['pretrain'] = run_tool(cmd, out / f'pretrain_{tag}.log',
+                                                    cpu_only=args.device == 'cpu')
+            ckpt = (work / 'last_checkpoint').read_text().strip()
+            probe_cmd.insert(2, ckpt)
+            entry['monitors'] = final_values(read_scalars(work))
+        print(f'[study {i}/{len(todo)}] probe {variant} seed {seed} ...', flush=True)
+        entry['seconds']['probe'] = run_tool(probe_cmd, out / f'probe_{tag}.log')
+        entry['probes'] = json.loads(probe_json.read_text())
+        print(f'[study {i}/{len(todo)}] {variant} seed {seed}: ' + ', '.join(
+            f'{k} {entry["probes"][k]:.4f}' for k in PROBES) +
+            f' ({sum(entry["seconds"].values()):.0f} s)', flush=True)
+        results.setdefault(variant, {})[str(seed)] = entry
+        tmp = results_file.with_suffix('.json.tmp')
+        tmp.write_text(json.dumps(results, indent=1))
+        tmp.replace(results_file)
+    for variant in results:
+        works = {f'seed {s}': out / f'{variant}_seed{s}' for s in args.seeds
+                 if (out / f'{variant}_seed{s}').is_dir()}
+        if works:
+            plot_training_curves(works, out / f'curves_{variant}.png',
+                                 title=f'{Path(args.config).stem}: {variant}')
+    table = summarise(results, args.seeds)
+    print(table)
+    (out / 'table.md').write_text(table + '\n')
+    print(f'[study] wrote {out / "table.md"}, {results_file.name}, curves_*.png')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
