@@ -37,6 +37,13 @@ def test_summary_margin_in_seed_spreads(repo_root):
     assert 'gamma=0' not in table
     # identical values on both sides: zero margin, no spread
     assert '| linear_miou | flsl | +0.0000 | 0.0000 | +inf |' in table
+    # the students' table compares students with the same random init
+    for s in ('0', '1', '2'):
+        results['flsl'][s]['probes_student'] = dict(results['flsl'][s]['probes'],
+                                                    knn_miou=0.5)
+    student = tool.summarise(results, [0, 1, 2], 'probes_student')
+    assert '| knn_miou | 0.5000 +- 0.0000 | 0.3100 +- 0.0100 |' in student
+    assert '| knn_miou | flsl | +0.1900 | 0.0100 | +19.0 |' in student
 
 
 def test_tiny_study_end_to_end(repo_root, tmp_path):
@@ -54,7 +61,8 @@ default_hooks = dict(checkpoint=dict(interval=1))
 """)
     out = tmp_path / 'study'
     cmd = [sys.executable, 'tools/analysis/learning_study.py', str(cfg), '--seeds',
-           '0', '1', '--variants', 'flsl', 'random', '--out-dir', str(out)]
+           '0', '1', '--variants', 'flsl', 'random', '--out-dir', str(out),
+           '--student']
     proc = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads((out / 'results.json').read_text())
@@ -66,16 +74,25 @@ default_hooks = dict(checkpoint=dict(interval=1))
     flsl = results['flsl']['0']
     assert 0 < flsl['monitors']['mon_target_entropy'] <= 1
     assert flsl['seconds']['pretrain'] > 0
+    # student and teacher differ after training (the EMA lags)
+    assert flsl['probes_student'] != flsl['probes']
     # the two seeds train different models
     assert results['flsl']['0']['probes'] != results['flsl']['1']['probes']
     table = (out / 'table.md').read_text()
     assert '| knn_miou | flsl |' in table
+    assert '### Teachers' in table and '### Students' in table
     assert (out / 'curves_flsl.png').stat().st_size > 1000
     # a second call keeps what is done and trains nothing
     again = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stdout.count('done before, kept') == 4
-    assert 'pretrain flsl' not in again.stdout
+    assert 'pretrain ...' not in again.stdout and 'probes' not in again.stdout
+    # other settings into the same folder are refused, nothing changed
+    before = (out / 'results.json').read_bytes()
+    other = subprocess.run(cmd + ['--cfg-options', 'model.loss.gamma=1.0'],
+                           cwd=repo_root, capture_output=True, text=True)
+    assert other.returncode != 0 and 'choose another --out-dir' in other.stderr
+    assert (out / 'results.json').read_bytes() == before
 
 
 def test_data_of_other_settings_is_refused(repo_root, tmp_path):

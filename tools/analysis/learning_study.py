@@ -7,7 +7,8 @@ gamma = 0 (no VMR), each pretrained with ``tools/train.py`` and probed with
 ``tools/analysis/dense_probe.py``; the random-init backbone is probed with the same
 seeds. Writes, to --out-dir:
 
-  results.json   every run's probe values, final monitors and wall time
+  results.json   every run's probe values (teacher; --student: the student too),
+                 final monitors and wall time
   table.md       mean +- std over seeds per variant and probe, and for each probe
                  the margin over random init in units of the seed-to-seed spread
                  (the larger of the two sample standard deviations)
@@ -55,6 +56,9 @@ def parse_args(argv=None):
                    help='where to pretrain (probes run on the CPU either way)')
     p.add_argument('--amp', action='store_true',
                    help='fp16 pretraining (with --device cuda; tools/train.py --amp)')
+    p.add_argument('--student', action='store_true',
+                   help='also probe each run\'s student backbone (the teacher is '
+                   'always probed)')
     p.add_argument('--cfg-options', nargs='+', default=[],
                    help='extra key=value overrides for every pretraining run')
     return p.parse_args(argv)
@@ -77,16 +81,25 @@ def run_tool(cmd: list[str], log_path: Path, cpu_only: bool = True) -> float:
     return time.time() - start
 
 
-def summarise(results: dict, seeds: list[int]) -> str:
-    """Markdown table: mean +- std per variant, margin over random in spreads."""
-    variants = [v for v in results if all(str(s) in results[v] for s in seeds)]
+def summarise(results: dict, seeds: list[int], key: str = 'probes') -> str:
+    """Markdown table: mean +- std per variant, margin over random in spreads.
+    ``key`` is ``'probes'`` (teachers) or ``'probes_student'``; random init has
+    one backbone (teacher = student at initialisation) and always uses ``probes``."""
+    def vals_of(v, probe):
+        k = 'probes' if v == 'random' else key
+        return [results[v][str(s)][k][probe] for s in seeds]
+
+    variants = [v for v in results
+                if all(str(s) in results[v] and
+                       ('probes' if v == 'random' else key) in results[v][str(s)]
+                       for s in seeds)]
     lines = ['| probe | ' + ' | '.join(variants) + ' |',
              '|---|' + '---|' * len(variants)]
     stats = {}
     for probe in PROBES:
         cells = []
         for v in variants:
-            vals = [results[v][str(s)]['probes'][probe] for s in seeds]
+            vals = vals_of(v, probe)
             sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
             stats[v, probe] = (statistics.fmean(vals), sd)
             cells.append(f'{stats[v, probe][0]:.4f} +- {sd:.4f}')
@@ -127,51 +140,74 @@ def main(argv=None) -> int:
     ensure_demo_data(data_root, **dataset.get('demo_kwargs', {}))
     out = (REPO / args.out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    config = str(Path(args.config).resolve())
+    study = dict(config=config, cfg_options=args.cfg_options, amp=args.amp)
+    study_file = out / 'study.json'
+    if study_file.exists():
+        before = json.loads(study_file.read_text())
+        if before != study:
+            raise SystemExit(f'{out} holds a study of {before}, not of {study}: '
+                             'choose another --out-dir')
+    else:
+        study_file.write_text(json.dumps(study, indent=1))
     results_file = out / 'results.json'
     results = json.loads(results_file.read_text()) if results_file.exists() else {}
-    config = str(Path(args.config).resolve())
+
+    def save():
+        tmp = results_file.with_suffix('.json.tmp')
+        tmp.write_text(json.dumps(results, indent=1))
+        tmp.replace(results_file)
+
+    def probe(tag, seed, extra, key, entry, step):
+        probe_json = out / f'{key}_{tag}.json'
+        cmd = ['tools/analysis/dense_probe.py', config, *extra, '--seed', str(seed),
+               '--data-root', data_root, '--out', str(probe_json)]
+        print(f'{step} {key.replace("_", " ")} ...', flush=True)
+        entry['seconds'][key] = run_tool(cmd, out / f'{key}_{tag}.log')
+        entry[key] = json.loads(probe_json.read_text())
+        print(f'{step}: ' + ', '.join(f'{k} {entry[key][k]:.4f}' for k in PROBES),
+              flush=True)
+
     todo = [(v, s) for v in args.variants for s in args.seeds]
     for i, (variant, seed) in enumerate(todo, 1):
-        if str(seed) in results.get(variant, {}):
-            print(f'[study {i}/{len(todo)}] {variant} seed {seed}: done before, kept')
-            continue
+        step = f'[study {i}/{len(todo)}] {variant} seed {seed}'
         tag = f'{variant}_seed{seed}'
-        probe_json = out / f'probe_{tag}.json'
-        entry = dict(seconds={})
-        probe_cmd = ['tools/analysis/dense_probe.py', config, '--seed', str(seed),
-                     '--data-root', data_root, '--out', str(probe_json)]
-        if variant == 'random':
-            probe_cmd.insert(2, '--random-init')
+        entry = results.get(variant, {}).get(str(seed))
+        if entry is not None:
+            print(f'{step}: done before, kept')
+        elif variant == 'random':
+            entry = dict(seconds={})
+            probe(tag, seed, ['--random-init'], 'probes', entry, step)
         else:
+            entry = dict(seconds={})
             work = out / tag
-            print(f'[study {i}/{len(todo)}] pretrain {variant} seed {seed} ...',
-                  flush=True)
+            print(f'{step}: pretrain ...', flush=True)
             cmd = ['tools/train.py', config, '--work-dir', str(work)]
             cmd += ['--amp'] if args.amp else []
             cmd += ['--cfg-options', f'randomness.seed={seed}',
                     *VARIANTS[variant], *args.cfg_options]
             entry['seconds']['pretrain'] = run_tool(cmd, out / f'pretrain_{tag}.log',
                                                     cpu_only=args.device == 'cpu')
-            ckpt = (work / 'last_checkpoint').read_text().strip()
-            probe_cmd.insert(2, ckpt)
+            entry['checkpoint'] = (work / 'last_checkpoint').read_text().strip()
             entry['monitors'] = final_values(read_scalars(work))
-        print(f'[study {i}/{len(todo)}] probe {variant} seed {seed} ...', flush=True)
-        entry['seconds']['probe'] = run_tool(probe_cmd, out / f'probe_{tag}.log')
-        entry['probes'] = json.loads(probe_json.read_text())
-        print(f'[study {i}/{len(todo)}] {variant} seed {seed}: ' + ', '.join(
-            f'{k} {entry["probes"][k]:.4f}' for k in PROBES) +
-            f' ({sum(entry["seconds"].values()):.0f} s)', flush=True)
+            probe(tag, seed, [entry['checkpoint']], 'probes', entry, step)
         results.setdefault(variant, {})[str(seed)] = entry
-        tmp = results_file.with_suffix('.json.tmp')
-        tmp.write_text(json.dumps(results, indent=1))
-        tmp.replace(results_file)
+        save()
+        if args.student and variant != 'random' and 'probes_student' not in entry:
+            ckpt = entry.get('checkpoint') or \
+                (out / tag / 'last_checkpoint').read_text().strip()
+            probe(tag, seed, [ckpt, '--student'], 'probes_student', entry, step)
+            save()
     for variant in results:
         works = {f'seed {s}': out / f'{variant}_seed{s}' for s in args.seeds
                  if (out / f'{variant}_seed{s}').is_dir()}
         if works:
             plot_training_curves(works, out / f'curves_{variant}.png',
                                  title=f'{Path(args.config).stem}: {variant}')
-    table = summarise(results, args.seeds)
+    table = '### Teachers\n\n' + summarise(results, args.seeds)
+    if args.student:
+        table += '\n\n### Students\n\n' + summarise(results, args.seeds,
+                                                      'probes_student')
     print(table)
     (out / 'table.md').write_text(table + '\n')
     print(f'[study] wrote {out / "table.md"}, {results_file.name}, curves_*.png')
