@@ -3,7 +3,7 @@
 # forced taken back towards the published run. Same random-colour demo data, 8x the
 # images; batch 256, so that the VMR's p-bar is averaged over 768 crops (6144
 # queries) against K = 256 prototypes (the CPU run's K and bottleneck 64: a finite
-# batch penalises confident targets by about gamma * E[KL(p-bar || U)], 0.8 nats
+# batch penalises confident targets by about gamma * E[KL(p-bar || U)], 0.9 nats
 # here if only the crops are distinct, 3.7 on the CPU; docs/benchmarks.md); the
 # published hidden width 2048; lr 5e-4 = the linear rule at 256 images;
 # 100 epochs with the published fractions: lr warm-up 10 % of the run, tau_t

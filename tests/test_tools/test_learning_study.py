@@ -65,6 +65,8 @@ default_hooks = dict(checkpoint=dict(interval=1))
            '--student']
     proc = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert 'flsl seed 0 student probes: knn_miou' in proc.stdout
+    assert 'random seed 1 random-init probes: knn_miou' in proc.stdout
     results = json.loads((out / 'results.json').read_text())
     assert set(results) == {'flsl', 'random'}
     for variant in results:

@@ -162,10 +162,12 @@ def main(argv=None) -> int:
         probe_json = out / f'{key}_{tag}.json'
         cmd = ['tools/analysis/dense_probe.py', config, *extra, '--seed', str(seed),
                '--data-root', data_root, '--out', str(probe_json)]
-        print(f'{step} {key.replace("_", " ")} ...', flush=True)
+        what = 'student probes' if key == 'probes_student' else \
+            'random-init probes' if '--random-init' in extra else 'teacher probes'
+        print(f'{step}: {what} ...', flush=True)
         entry['seconds'][key] = run_tool(cmd, out / f'{key}_{tag}.log')
         entry[key] = json.loads(probe_json.read_text())
-        print(f'{step}: ' + ', '.join(f'{k} {entry[key][k]:.4f}' for k in PROBES),
+        print(f'{step} {what}: ' + ', '.join(f'{k} {entry[key][k]:.4f}' for k in PROBES),
               flush=True)
 
     todo = [(v, s) for v in args.variants for s in args.seeds]
