@@ -56,11 +56,16 @@ def miou_and_acc(conf: np.ndarray) -> tuple[float, float]:
 
 def _weighted_knn(query: torch.Tensor, memory: torch.Tensor, mem_labels: torch.Tensor,
                   num_classes: int, k: int, temperature: float,
-                  chunk: int = 4096) -> torch.Tensor:
-    """Class votes ``sum exp(cos / T)`` of the k nearest (cosine) memory tokens."""
+                  chunk: int | None = None) -> torch.Tensor:
+    """Class votes ``sum exp(cos / T)`` of the k nearest (cosine) memory tokens.
+
+    Queries go in chunks of up to 4096 rows whose similarity block holds at most
+    2**28 values (1 GiB) whatever the memory size (default), or ``chunk`` rows."""
     query = F.normalize(query, dim=-1)
     memory = F.normalize(memory, dim=-1)
     k = min(k, memory.shape[0])
+    if chunk is None:
+        chunk = max(1, min(4096, 2**28 // max(memory.shape[0], 1)))
     out = []
     for start in range(0, query.shape[0], chunk):
         sims = query[start:start + chunk] @ memory.T

@@ -100,3 +100,20 @@ def test_cli_on_demo_data(tmp_path, demo_root, repo_root):
                           'configs/pretrain/flsl_vit-tiny-p16_demo.py'],
                          cwd=repo_root, capture_output=True, text=True)
     assert bad.returncode == 2 and 'CHECKPOINT or --random-init' in bad.stderr
+
+
+def test_weighted_knn_chunking_is_invisible():
+    """The memory-bounded chunk size changes no vote (probes on large splits)."""
+    import torch
+
+    from flsl_mm.analysis.dense_probe import _weighted_knn
+    gen = torch.Generator().manual_seed(0)
+    query, memory = torch.randn(50, 8, generator=gen), torch.randn(300, 8, generator=gen)
+    labels = torch.randint(0, 4, (300,), generator=gen)
+    whole = _weighted_knn(query, memory, labels, 4, k=5, temperature=0.07, chunk=50)
+    for chunk in (None, 1, 7):
+        votes = _weighted_knn(query, memory, labels, 4, k=5, temperature=0.07,
+                              chunk=chunk)
+        # float32 matmuls of other shapes round differently: same within 1e-5
+        torch.testing.assert_close(votes, whole, rtol=1e-5, atol=0)
+        assert torch.equal(votes.argmax(-1), whole.argmax(-1))
