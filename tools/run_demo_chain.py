@@ -15,13 +15,12 @@ JSON results and a plot of the per-iteration losses to --out-dir.
 import argparse
 import json
 import re
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from flsl_mm.utils.tool_runner import last_checkpoint, run_tool  # noqa: E402
 PRETRAIN = 'configs/pretrain/flsl_vit-tiny-p16_demo.py'
 DET = 'configs/det_coco/mask-rcnn_flsl-vit-tiny-p16_fpn_demo.py'
 ABLATIONS = {
@@ -29,23 +28,6 @@ ABLATIONS = {
     'gamma=0': ['model.loss.gamma=0.0'],
     'centering': ['model.loss.use_centering=True'],
 }
-
-
-def run(cmd, log_path):
-    """Run a tool; its output goes to log_path; returns (stdout, seconds)."""
-    start = time.time()
-    with open(log_path, 'w') as log:
-        proc = subprocess.run([sys.executable, *cmd], cwd=REPO, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
-        log.write(proc.stdout)
-    if proc.returncode != 0:
-        tail = '\n'.join(proc.stdout.splitlines()[-30:])
-        raise SystemExit(f'failed: {" ".join(cmd)}\n(see {log_path})\n{tail}')
-    return proc.stdout, time.time() - start
-
-
-def last_checkpoint(work_dir: Path) -> Path:
-    return Path((work_dir / 'last_checkpoint').read_text().strip())
 
 
 def save_random_init(path: Path, seed: int) -> None:
@@ -93,7 +75,7 @@ def main(argv=None) -> int:
 
     def stage(name, cmd, log):
         print(f'[chain] {name} ...', flush=True)
-        stdout, secs = run(cmd, out / log)
+        stdout, secs = run_tool(cmd, out / log, REPO)
         times[name] = secs
         print(f'[chain] {name}: {secs:.0f} s', flush=True)
         return stdout

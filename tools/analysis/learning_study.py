@@ -26,15 +26,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+from flsl_mm.utils.tool_runner import last_checkpoint, run_tool  # noqa: E402
 
 VARIANTS = {
     'flsl': [],
@@ -62,23 +60,6 @@ def parse_args(argv=None):
     p.add_argument('--cfg-options', nargs='+', default=[],
                    help='extra key=value overrides for every pretraining run')
     return p.parse_args(argv)
-
-
-def run_tool(cmd: list[str], log_path: Path, cpu_only: bool = True) -> float:
-    """Run a repository tool with this interpreter; output to ``log_path``.
-    ``cpu_only`` hides any GPU from it (CUDA_VISIBLE_DEVICES empty)."""
-    env = dict(os.environ)
-    if cpu_only:
-        env['CUDA_VISIBLE_DEVICES'] = ''
-    start = time.time()
-    with open(log_path, 'w') as log:
-        proc = subprocess.run([sys.executable, *cmd], cwd=REPO, stdout=log,
-                              stderr=subprocess.STDOUT, env=env)
-    if proc.returncode != 0:
-        tail = '\n'.join(log_path.read_text().splitlines()[-25:])
-        raise SystemExit(f'failed ({proc.returncode}): {" ".join(cmd)}\n'
-                         f'log: {log_path}\n{tail}')
-    return time.time() - start
 
 
 def summarise(results: dict, seeds: list[int], key: str = 'probes') -> str:
@@ -165,7 +146,7 @@ def main(argv=None) -> int:
         what = 'student probes' if key == 'probes_student' else \
             'random-init probes' if '--random-init' in extra else 'teacher probes'
         print(f'{step}: {what} ...', flush=True)
-        entry['seconds'][key] = run_tool(cmd, out / f'{key}_{tag}.log')
+        entry['seconds'][key] = run_tool(cmd, out / f'{key}_{tag}.log', REPO)[1]
         entry[key] = json.loads(probe_json.read_text())
         print(f'{step} {what}: ' + ', '.join(f'{k} {entry[key][k]:.4f}' for k in PROBES),
               flush=True)
@@ -188,16 +169,16 @@ def main(argv=None) -> int:
             cmd += ['--amp'] if args.amp else []
             cmd += ['--cfg-options', f'randomness.seed={seed}',
                     *VARIANTS[variant], *args.cfg_options]
-            entry['seconds']['pretrain'] = run_tool(cmd, out / f'pretrain_{tag}.log',
-                                                    cpu_only=args.device == 'cpu')
-            entry['checkpoint'] = (work / 'last_checkpoint').read_text().strip()
+            entry['seconds']['pretrain'] = run_tool(
+                cmd, out / f'pretrain_{tag}.log', REPO,
+                cpu_only=args.device == 'cpu')[1]
+            entry['checkpoint'] = str(last_checkpoint(work))
             entry['monitors'] = final_values(read_scalars(work))
             probe(tag, seed, [entry['checkpoint']], 'probes', entry, step)
         results.setdefault(variant, {})[str(seed)] = entry
         save()
         if args.student and variant != 'random' and 'probes_student' not in entry:
-            ckpt = entry.get('checkpoint') or \
-                (out / tag / 'last_checkpoint').read_text().strip()
+            ckpt = entry.get('checkpoint') or str(last_checkpoint(out / tag))
             probe(tag, seed, [ckpt, '--student'], 'probes_student', entry, step)
             save()
     for variant in results:

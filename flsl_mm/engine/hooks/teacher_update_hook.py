@@ -34,7 +34,7 @@ class FLSLTeacherUpdateHook(Hook):
         ema = model.teacher
         runner.message_hub.update_scalar(
             'train/teacher_momentum',
-            1 - ema.student_weight(int(ema.steps) - 1, runner.max_iters))
+            1 - float(ema.student_weight(int(ema.steps) - 1, runner.max_iters)))
         if getattr(model, 'monitors', False) and self._log_now(runner):
             runner.message_hub.update_scalar(
                 'train/mon_teacher_student_dist',

@@ -1,8 +1,6 @@
 """EMA teacher of FLSL: mmpretrain's ``CosineEMA`` with the DINO first step."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn as nn
@@ -21,10 +19,11 @@ class TeacherEMA(CosineEMA):
     ``steps`` (0-based), as in the reference.
     """
 
-    def student_weight(self, steps: int, max_iters: int) -> float:
-        """``m`` at 0-based iteration ``steps``: cosine from ``momentum`` to
-        ``end_momentum`` over ``max_iters`` (mmpretrain's formula)."""
-        cos = (math.cos(math.pi * steps / float(max_iters)) + 1) / 2
+    def student_weight(self, steps, max_iters: int):
+        """``m`` at 0-based iteration ``steps`` (an int, or an array of them):
+        cosine from ``momentum`` to ``end_momentum`` over ``max_iters``
+        (mmpretrain's formula)."""
+        cos = (np.cos(np.pi * np.asarray(steps, dtype=np.float64) / max_iters) + 1) / 2
         return self.end_momentum - (self.end_momentum - self.momentum) * cos
 
     def initial_weight(self, steps: int, max_iters: int) -> float:
@@ -33,14 +32,12 @@ class TeacherEMA(CosineEMA):
         schedule forgets them within the first epoch; a run of a few hundred
         iterations at 0.996 does not (0.85 after 80 iterations): its teacher is then
         mostly the random initialisation."""
-        i = np.arange(int(steps), dtype=np.float64)
-        m = self.end_momentum - (self.end_momentum - self.momentum) * \
-            (np.cos(np.pi * i / float(max_iters)) + 1) / 2
+        m = self.student_weight(np.arange(int(steps)), max_iters)
         return float(np.exp(np.log1p(-m).sum()))
 
     def avg_func(self, averaged_param: torch.Tensor, source_param: torch.Tensor,
                  steps: int) -> None:
-        m = self.student_weight(steps, self._max_iters())
+        m = float(self.student_weight(int(steps), self._max_iters()))
         averaged_param.mul_(1 - m).add_(source_param, alpha=m)
 
     @staticmethod
@@ -58,7 +55,7 @@ class TeacherEMA(CosineEMA):
             if avg.dtype.is_floating_point:
                 avgs.append(avg.data)
                 srcs.append(src[key].data.to(avg.device))
-        m = self.student_weight(int(self.steps), self._max_iters())
+        m = float(self.student_weight(int(self.steps), self._max_iters()))
         if avgs:
             torch._foreach_mul_(avgs, 1 - m)
             torch._foreach_add_(avgs, srcs, alpha=m)
