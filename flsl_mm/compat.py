@@ -81,6 +81,20 @@ def cpu_ddp_wrapper_cfg(cfg) -> None:
     cfg.model_wrapper_cfg.setdefault('device_ids', None)
 
 
+def ops_preflight() -> str:
+    """Before a run: refuse an ops setting that would fail at the first detection
+    iteration on this machine's device, and return the line saying which ops
+    path (mmcv or torchvision) each device uses; ``tools/train.py`` and
+    ``tools/test.py`` print it. See :mod:`flsl_mm.compat_ops`."""
+    from . import compat_ops
+    device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    try:
+        compat_ops.check_ops_for_device(device)
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
+    return compat_ops.describe_ops()
+
+
 def apply() -> None:
     """Apply every fix (idempotent)."""
     global _APPLIED
@@ -88,4 +102,7 @@ def apply() -> None:
         return
     _fix_mmengine_torch_load()
     _fix_mmengine_init_dist_without_cuda()
+    # nms / RoIAlign through torchvision where mmcv has no kernels for the device
+    from . import compat_ops
+    compat_ops.apply()
     _APPLIED = True
