@@ -25,11 +25,18 @@ run finishes in seconds):
      sees the *base* interpreter's packages, not the venv's, and silently builds a
      pure-Python wheel without ops: that is why no build venv is used.)
    * ``--no-build-isolation`` (an isolated build does not see torch),
-     ``MMCV_WITH_OPS=1``, ``FORCE_CUDA=1`` only when a GPU and nvcc are present.
+     ``MMCV_WITH_OPS=1``.
+   * CPU or CUDA ops (:func:`decide_build_flavour`): mmcv's setup.py compiles
+     CUDA ops whenever torch sees a GPU, whatever ``FORCE_CUDA`` says, so a CPU
+     build runs with the GPU hidden (``CUDA_VISIBLE_DEVICES=``). CUDA ops are
+     built where torch sees a GPU and an nvcc of torch's CUDA major version exists
+     (or with ``FORCE_CUDA=1``); ``FORCE_CUDA=0`` forces CPU ops. Without CUDA
+     ops, flsl_mm runs nms / RoIAlign on the GPU through torchvision.
 
    A wheel is cached (``$FLSL_MM_CACHE``, default ``~/.cache/flsl_mm/wheels``, keyed
-   by Python, torch and CPU/CUDA) only after it passed every check: a platform tag
-   (not ``none-any``), the compiled ``mmcv/_ext`` inside, and
+   by Python, torch and CPU / CUDA version + GPU architectures) only after it
+   passed every check: a platform tag (not ``none-any``), the compiled
+   ``mmcv/_ext`` inside, and
    ``from mmcv.ops import nms, RoIAlign`` in the target environment.  A cached wheel
    that fails any check later is deleted and rebuilt automatically.
 3. mmdet 3.3.0, mmpretrain 1.2.0, mmsegmentation 1.2.2 (+ ``ftfy``/``regex`` that it
@@ -44,7 +51,9 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -99,7 +108,8 @@ MMCV_OPS_PROBE = (
 # What the mmcv build must see: the target's torch and the overlay's setuptools.
 BUILD_ENV_PROBE = (
     'import torch, setuptools, pkg_resources, wheel\n'
-    'print(torch.__version__, torch.__file__, setuptools.__version__)\n')
+    'print(torch.__version__, torch.__file__, setuptools.__version__,\n'
+    '      torch.cuda.is_available())\n')
 
 
 def log(msg: str) -> None:
@@ -229,24 +239,157 @@ def flsl_mm_installed(repo_root: Path = REPO_ROOT,
     return Path(proc.stdout.strip()).is_relative_to(repo_root.resolve())
 
 
-def cuda_build_wanted() -> bool:
-    """Build CUDA ops only where nvcc and a visible GPU are both present."""
-    if os.environ.get('FORCE_CUDA') is not None:
-        return os.environ['FORCE_CUDA'] == '1'
-    if shutil.which('nvcc') is None:
-        return False
-    proc = subprocess.run([sys.executable, '-c',
-                           'import torch; print(torch.cuda.is_available())'],
-                          capture_output=True, text=True)
-    return proc.stdout.strip() == 'True'
+@dataclass
+class BuildFlavour:
+    """What the mmcv build compiles: CPU ops only, or CPU + CUDA ops."""
+    cuda: bool
+    reason: str
+    cuda_home: str | None = None
+    cuda_version: str | None = None  # nvcc's release, e.g. '13.0'
+    arch_list: str | None = None  # TORCH_CUDA_ARCH_LIST, e.g. '9.0+PTX'
+
+    @property
+    def key(self) -> str:
+        """Part of the wheel cache folder's name: a wheel is reused only for the
+        same flavour, CUDA version and GPU architectures."""
+        if not self.cuda:
+            return 'cpu'
+        archs = ''.join(c if c.isalnum() else '_' for c in self.arch_list or '')
+        return f'cuda{self.cuda_version}-sm{archs}'
+
+    @property
+    def label(self) -> str:
+        if not self.cuda:
+            return 'CPU ops'
+        return (f'CPU + CUDA {self.cuda_version} ops (TORCH_CUDA_ARCH_LIST='
+                f'{self.arch_list}, CUDA_HOME={self.cuda_home})')
 
 
-def wheel_cache_dir() -> Path:
+TORCH_CUDA_PROBE = (
+    'import json, torch\n'
+    'ok = torch.cuda.is_available()\n'
+    'caps = sorted({"%d.%d" % torch.cuda.get_device_capability(i)\n'
+    '               for i in range(torch.cuda.device_count())}) if ok else []\n'
+    'print(json.dumps(dict(available=ok, cuda=torch.version.cuda, '
+    'capabilities=caps)))\n')
+
+
+def probe_torch_cuda(python: str = sys.executable) -> dict:
+    """What ``python``'s torch sees: ``available`` (a usable GPU), ``cuda`` (the
+    CUDA version torch was built with, None for a CPU build) and ``capabilities``
+    of the visible GPUs (``['9.0']``). Before torch is installed: nothing."""
+    proc = subprocess.run([python, '-c', TORCH_CUDA_PROBE], capture_output=True,
+                          text=True, cwd=tempfile.gettempdir())
+    if proc.returncode != 0:
+        return dict(available=False, cuda=None, capabilities=[], missing=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+DEFAULT_NVCC = [Path('/usr/local/cuda/bin/nvcc')]
+
+
+def nvcc_candidates(environ=None) -> list[Path]:
+    """Every nvcc the build could use: $CUDA_HOME/bin, $CUDA_PATH/bin, the PATH,
+    /usr/local/cuda/bin (existing files only, each once)."""
+    environ = os.environ if environ is None else environ
+    found = []
+    for var in ('CUDA_HOME', 'CUDA_PATH'):
+        if environ.get(var):
+            found.append(Path(environ[var]) / 'bin' / 'nvcc')
+    which = shutil.which('nvcc', path=environ.get('PATH', ''))
+    if which:
+        found.append(Path(which))
+    found.extend(DEFAULT_NVCC)
+    unique = []
+    for path in found:
+        if path.is_file() and path.resolve() not in [p.resolve() for p in unique]:
+            unique.append(path)
+    return unique
+
+
+def nvcc_version(nvcc: Path) -> str | None:
+    """``'13.0'`` from ``nvcc --version`` (its ``release X.Y`` line), else None."""
+    try:
+        proc = subprocess.run([str(nvcc), '--version'], capture_output=True,
+                              text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r'release (\d+\.\d+)', proc.stdout)
+    return match.group(1) if match else None
+
+
+def decide_build_flavour(torch_info: dict | None = None,
+                         environ=None) -> BuildFlavour:
+    """CPU or CUDA ops, and why.
+
+    mmcv's setup.py compiles CUDA ops whenever ``torch.cuda.is_available()``,
+    whatever ``FORCE_CUDA`` says, and then needs a CUDA toolkit whose major
+    version is torch's. So:
+
+    * ``FORCE_CUDA=0``: CPU ops, the GPU hidden from the build;
+    * ``FORCE_CUDA=1``: CUDA ops, with an nvcc of torch's CUDA major version
+      (refused with what was found otherwise);
+    * unset: CUDA ops where torch sees a GPU *and* such an nvcc exists; CPU ops
+      with the GPU hidden otherwise (nms / RoIAlign then run on the GPU through
+      torchvision, see docs/compat.md).
+    """
+    environ = os.environ if environ is None else environ
+    info = probe_torch_cuda() if torch_info is None else torch_info
+    force = environ.get('FORCE_CUDA', '').strip()
+    if force not in ('', '0', '1'):
+        raise InstallError(f'FORCE_CUDA={force!r}: use 1 (build CUDA ops), 0 (CPU ops '
+                           'only) or leave it unset (decide from the machine)')
+    if force == '0':
+        return BuildFlavour(False, 'FORCE_CUDA=0')
+    torch_cuda = info.get('cuda')
+    if not info.get('available') and force != '1':
+        why = ('torch is not installed yet' if info.get('missing') else
+               'torch sees no GPU')
+        return BuildFlavour(False, why)
+    if torch_cuda is None:
+        if force == '1':
+            raise InstallError('FORCE_CUDA=1, but this torch is a CPU-only build: '
+                               'CUDA ops need a CUDA build of torch')
+        return BuildFlavour(False, 'torch is a CPU-only build')
+    major = torch_cuda.split('.')[0]
+    seen = [(path, nvcc_version(path)) for path in nvcc_candidates(environ)]
+    match = next(((p, v) for p, v in seen if v and v.split('.')[0] == major), None)
+    seen_text = ', '.join(f'{p} (CUDA {v or "?"})' for p, v in seen) or 'none'
+    if match is None:
+        if force == '1':
+            raise InstallError(
+                f'FORCE_CUDA=1, but no nvcc of CUDA {major}.x (torch is built for '
+                f'CUDA {torch_cuda}) was found; nvcc found: {seen_text}. Install '
+                f'the CUDA {major} toolkit and set CUDA_HOME to it, or unset '
+                'FORCE_CUDA to build CPU ops (detection then uses torchvision\'s '
+                'CUDA kernels for nms / RoIAlign)')
+        return BuildFlavour(
+            False, f'torch sees a GPU, but no nvcc of CUDA {major}.x (torch\'s CUDA '
+            f'{torch_cuda}) was found (nvcc found: {seen_text}); the GPU is hidden '
+            'from the build, and on the GPU nms / RoIAlign run through '
+            'torchvision (FLSL_MM_OPS=auto)')
+    nvcc, version = match
+    arch_list = environ.get('TORCH_CUDA_ARCH_LIST', '').strip()
+    if not arch_list:
+        caps = info.get('capabilities') or []
+        if not caps:
+            raise InstallError(
+                'FORCE_CUDA=1 on a machine where torch sees no GPU: set '
+                'TORCH_CUDA_ARCH_LIST to the GPUs the wheel is for (e.g. '
+                '"8.0;9.0"), the build cannot ask the hardware')
+        arch_list = ';'.join(caps) + '+PTX'
+    why = 'FORCE_CUDA=1' if force == '1' else 'torch sees a GPU'
+    return BuildFlavour(True, f'{why}; nvcc {version} at {nvcc} matches torch\'s '
+                        f'CUDA {torch_cuda}', cuda_home=str(nvcc.parent.parent),
+                        cuda_version=version, arch_list=arch_list)
+
+
+def wheel_cache_dir(flavour: BuildFlavour | None = None) -> Path:
     root = os.environ.get('FLSL_MM_CACHE', str(Path.home() / '.cache' / 'flsl_mm'))
     torch_v = _installed_version('torch') or TORCH_VERSION
-    flavour = 'cuda' if cuda_build_wanted() else 'cpu'
+    flavour = flavour or decide_build_flavour()
     py = f'cp{sys.version_info.major}{sys.version_info.minor}'
-    return Path(root) / 'wheels' / f'{py}-torch{torch_v}-{flavour}'
+    return Path(root) / 'wheels' / f'{py}-torch{torch_v}-{flavour.key}'
 
 
 def cached_mmcv_wheel(cache: Path | None = None) -> Path | None:
@@ -303,8 +446,10 @@ def plan() -> list[Step]:
             steps.append(Step(f'mmcv {MMCV_VERSION} with ops', 'install-cached-wheel',
                               str(wheel)))
         else:
+            flavour = decide_build_flavour()
             steps.append(Step(f'mmcv {MMCV_VERSION} with ops', 'build-wheel',
-                              str(wheel_cache_dir())))
+                              f'{flavour.label} ({flavour.reason}) -> '
+                              f'{wheel_cache_dir(flavour)}'))
     missing = [r for r in OPENMMLAB_REQUIREMENTS.values() if not _satisfied(r)]
     steps.append(Step('mmdet / mmpretrain / mmseg', 'pip' if missing else 'skip',
                       ' '.join(missing)))
@@ -321,9 +466,10 @@ PIP_HINT = ('if pip could not reach the package index (offline, proxy), fix the 
 
 def _run(cmd: list[str], what: str, env: dict | None = None,
          logfile: Path | None = None, cwd: str | None = None,
-         heartbeat_s: float = 60.0, hint: str = '') -> None:
+         heartbeat_s: float = 60.0, hint: str = '', diagnose=None) -> None:
     """Run ``cmd``; with ``logfile``, send its output there and print a progress
-    line (elapsed minutes, last log line) every ``heartbeat_s`` seconds."""
+    line (elapsed minutes, last log line) every ``heartbeat_s`` seconds. On
+    failure, ``diagnose(log text)`` names the cause(s) found in the log."""
     log('$ ' + ' '.join(cmd))
     if logfile is None:
         proc = subprocess.run(cmd, env=env, cwd=cwd)
@@ -342,11 +488,14 @@ def _run(cmd: list[str], what: str, env: dict | None = None,
                     log(f'  ... {what}: {(time.time() - start) / 60:.0f} min, '
                         f'{last}')
     if proc.returncode != 0:
-        tail = ''
+        tail, causes = '', []
         if logfile is not None and logfile.exists():
-            tail = '\n'.join(logfile.read_text(errors='replace').splitlines()[-40:])
+            text = logfile.read_text(errors='replace')
+            causes = diagnose(text) if diagnose is not None else []
+            tail = '\n'.join(text.splitlines()[-40:])
             tail = f'\n--- last lines of {logfile} ---\n{tail}\n---'
-        raise InstallError(f'{what} failed (exit {proc.returncode}){tail}'
+        cause = ''.join(f'\nCause (from the log): {c}' for c in causes)
+        raise InstallError(f'{what} failed (exit {proc.returncode}){tail}{cause}'
                            + (f'\nNext: {hint}' if hint else ''))
 
 
@@ -394,16 +543,96 @@ def patch_mmcv_setup(setup_py: Path) -> int:
     return count
 
 
+# (pattern in the build log, the cause and what to do), first match of each wins
+BUILD_LOG_CAUSES = [
+    ('CUDA_HOME environment variable is not set',
+     'CUDA_HOME is not set: the build compiled CUDA ops (torch saw a GPU) without a '
+     'CUDA toolkit. Unset FORCE_CUDA (or set FORCE_CUDA=0) to build CPU ops with '
+     'the GPU hidden, or install the CUDA toolkit of torch\'s version and set '
+     'CUDA_HOME'),
+    ('mismatches the version that was used to compile',
+     'nvcc\'s CUDA version is not the one torch was built with: point CUDA_HOME at '
+     'a toolkit of torch\'s CUDA major version, or build CPU ops (FORCE_CUDA=0)'),
+    ('unsupported GNU version',
+     'nvcc does not support this g++: set CC/CXX (or NVCC_CCBIN) to a g++ version '
+     'the CUDA toolkit supports'),
+    ('No space left on device',
+     'the disk is full: free space in $TMPDIR and the environment\'s disk'),
+    ('Killed signal terminated program',
+     'a compiler was killed, usually out of memory: MAX_JOBS=1 bash '
+     'tools/install.sh'),
+    ('internal compiler error: Killed',
+     'a compiler was killed, usually out of memory: MAX_JOBS=1 bash '
+     'tools/install.sh'),
+    ("unrecognized command-line option '-std=c++20'",
+     'the C++ compiler is too old for C++20 (torch 2.14\'s headers): use g++ >= 10 '
+     '(CXX=g++-10 ...)'),
+    ("invalid value 'c++20'",
+     'the C++ compiler is too old for C++20 (torch 2.14\'s headers): use g++ >= 10'),
+    ('No module named',
+     'the build could not import a module (named in the log line): run the script '
+     'with the environment\'s own python'),
+]
+
+
+def diagnose_build_log(text: str) -> list[str]:
+    """The causes :data:`BUILD_LOG_CAUSES` recognises in an mmcv build log, each
+    with the log line that shows it."""
+    causes = []
+    for pattern, cause in BUILD_LOG_CAUSES:
+        line = next((ln.strip() for ln in text.splitlines() if pattern in ln), None)
+        if line is not None and cause not in [c.split(' [log: ')[0] for c in causes]:
+            causes.append(f'{cause} [log: {line[:200]}]')
+    return causes
+
+
+def mmcv_compiled_cuda(python: str = sys.executable) -> str | None:
+    """The CUDA version ``python``'s mmcv ops were compiled with (None: without)."""
+    proc = subprocess.run(
+        [python, '-c', 'from mmcv.ops import get_compiling_cuda_version as v; '
+         'print(v())'], capture_output=True, text=True, cwd=tempfile.gettempdir())
+    out = proc.stdout.strip()
+    return None if proc.returncode != 0 or out in ('', 'not available') else out
+
+
+def ops_report(python: str = sys.executable) -> str:
+    """Which ops path (mmcv or torchvision) each device uses, as flsl_mm will
+    decide at run time (``flsl_mm/compat_ops.py``, loaded on its own)."""
+    code = ('import importlib.util as u, sys\n'
+            'spec = u.spec_from_file_location("flsl_mm_compat_ops", sys.argv[1])\n'
+            'mod = u.module_from_spec(spec); spec.loader.exec_module(mod)\n'
+            'print(mod.describe_ops())\n')
+    proc = subprocess.run(
+        [python, '-c', code, str(REPO_ROOT / 'flsl_mm' / 'compat_ops.py')],
+        capture_output=True, text=True, cwd=tempfile.gettempdir())
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        return f'ops path unknown ({lines[-1] if lines else proc.returncode})'
+    return proc.stdout.strip()
+
+
 def build_jobs() -> int:
     """Parallel compile jobs: ``$MAX_JOBS``, else the CPU count."""
     return int(os.environ.get('MAX_JOBS') or os.cpu_count() or 1)
 
 
-def mmcv_build_env(overlay: Path, cuda: bool, jobs: int) -> dict:
+def mmcv_build_env(overlay: Path, flavour: BuildFlavour, jobs: int) -> dict:
     """Environment of the mmcv build: the target interpreter, with ``overlay`` (its
-    ``setuptools<70``, ``wheel``, ``ninja``) first on ``PYTHONPATH`` and ``PATH``."""
-    env = dict(os.environ, MMCV_WITH_OPS='1', FORCE_CUDA='1' if cuda else '0',
+    ``setuptools<70``, ``wheel``, ``ninja``) first on ``PYTHONPATH`` and ``PATH``.
+
+    A CPU build hides every GPU (``CUDA_VISIBLE_DEVICES`` empty): mmcv's setup.py
+    compiles CUDA ops whenever torch sees a GPU, whatever ``FORCE_CUDA`` says. A
+    CUDA build gets ``CUDA_HOME``, its ``bin`` on the ``PATH`` and an explicit
+    ``TORCH_CUDA_ARCH_LIST``."""
+    env = dict(os.environ, MMCV_WITH_OPS='1', FORCE_CUDA='1' if flavour.cuda else '0',
                MAX_JOBS=str(jobs))
+    if flavour.cuda:
+        env['CUDA_HOME'] = flavour.cuda_home
+        env['TORCH_CUDA_ARCH_LIST'] = flavour.arch_list
+        env['PATH'] = os.pathsep.join([str(Path(flavour.cuda_home) / 'bin'),
+                                       env.get('PATH', '')])
+    else:
+        env['CUDA_VISIBLE_DEVICES'] = ''
     env['PYTHONPATH'] = os.pathsep.join(
         [str(overlay)] + ([env['PYTHONPATH']] if env.get('PYTHONPATH') else []))
     env['PATH'] = os.pathsep.join([str(overlay / 'bin'), env.get('PATH', '')])
@@ -411,7 +640,8 @@ def mmcv_build_env(overlay: Path, cuda: bool, jobs: int) -> dict:
     return env
 
 
-def make_mmcv_build_overlay(overlay: Path, constraints: Path) -> dict:
+def make_mmcv_build_overlay(overlay: Path, constraints: Path,
+                            flavour: BuildFlavour) -> dict:
     """Install the build tools into ``overlay`` and check, with the target
     interpreter, that the build will see torch and the old setuptools. Returns the
     build environment."""
@@ -419,14 +649,17 @@ def make_mmcv_build_overlay(overlay: Path, constraints: Path) -> dict:
           '--target', str(overlay), *MMCV_BUILD_TOOLS, '-c', str(constraints)],
          'installing mmcv build tools (setuptools<70, wheel, ninja) into '
          f'{overlay}', hint=PIP_HINT)
-    env = mmcv_build_env(overlay, cuda_build_wanted(), build_jobs())
-    verify_build_env(env)
+    env = mmcv_build_env(overlay, flavour, build_jobs())
+    verify_build_env(env, flavour)
     return env
 
 
-def verify_build_env(env: dict, python: str = sys.executable) -> tuple[str, str]:
+def verify_build_env(env: dict, flavour: BuildFlavour,
+                     python: str = sys.executable) -> tuple[str, str]:
     """Fail loudly unless ``python`` under ``env`` imports torch and a setuptools
-    older than 70; returns (torch file, setuptools version)."""
+    older than 70, and sees a GPU exactly when ``flavour`` builds CUDA ops (mmcv's
+    setup.py decides by ``torch.cuda.is_available()``); returns (torch file,
+    setuptools version)."""
     proc = subprocess.run([python, '-c', BUILD_ENV_PROBE], env=env,
                           capture_output=True, text=True, cwd=tempfile.gettempdir())
     if proc.returncode != 0:
@@ -436,24 +669,30 @@ def verify_build_env(env: dict, python: str = sys.executable) -> tuple[str, str]
             f'({err}); without torch mmcv would build without its ops. Check that '
             f'`{python} -c "import torch"` works, then run bash tools/install.sh '
             'again.')
-    torch_v, torch_file, st_v = proc.stdout.split()
+    torch_v, torch_file, st_v, gpu = proc.stdout.split()
+    if not flavour.cuda and gpu == 'True':
+        raise InstallError(
+            'the mmcv build still sees a GPU with CUDA_VISIBLE_DEVICES empty; mmcv '
+            'would then compile CUDA ops and need a CUDA toolkit. Report this with '
+            'the output of `python -c "import torch; print(torch.cuda.is_available())"`'
+            ' run with CUDA_VISIBLE_DEVICES= .')
     if _version_tuple(st_v) >= (70,):
         raise InstallError(
             f'the mmcv build sees setuptools {st_v}, it needs <70 (pkg_resources): '
             'unset PYTHONPATH entries that bring another setuptools, then run bash '
             'tools/install.sh again.')
-    log(f'mmcv build sees torch {torch_v} ({torch_file}) and setuptools {st_v}')
+    log(f'mmcv build sees torch {torch_v} ({torch_file}), setuptools {st_v}, '
+        f'GPU visible: {gpu}')
     return torch_file, st_v
 
 
-def build_mmcv_wheel(out_dir: Path, constraints: Path) -> Path:
-    """Download mmcv's sdist, patch it, build a wheel into ``out_dir`` (not the
-    cache: the caller caches it once it has passed every check)."""
+def build_mmcv_wheel(out_dir: Path, constraints: Path, flavour: BuildFlavour) -> Path:
+    """Download mmcv's sdist, patch it, build a wheel of ``flavour`` into
+    ``out_dir`` (not the cache: the caller caches it once it passed every check)."""
     check_compiler()
-    cuda = cuda_build_wanted()
     jobs = build_jobs()
     tmp = Path(tempfile.mkdtemp(prefix='flsl_mm_mmcv_', dir=out_dir))
-    env = make_mmcv_build_overlay(tmp / 'overlay', constraints)
+    env = make_mmcv_build_overlay(tmp / 'overlay', constraints, flavour)
     _run([sys.executable, '-m', 'pip', 'download', '--no-deps', '--no-binary', ':all:',
           '--no-build-isolation', '-d', str(tmp / 'sdist'), f'mmcv=={MMCV_VERSION}'],
          f'downloading the mmcv {MMCV_VERSION} source', env=env, hint=PIP_HINT)
@@ -467,17 +706,17 @@ def build_mmcv_wheel(out_dir: Path, constraints: Path) -> Path:
     n = patch_mmcv_setup(src / 'setup.py')
     log(f'patched {n} C++ standard flag(s) in mmcv setup.py to -std=c++20')
     build_log = Path(tempfile.gettempdir()) / 'flsl_mm_mmcv_build.log'
-    estimate = ('~11 min with ninja on 2 cores' if not cuda else 'long (CUDA ops)')
-    log(f'building mmcv {MMCV_VERSION} {"CUDA" if cuda else "CPU"} ops with '
-        f'{jobs} job(s), {estimate}; log: {build_log}')
+    estimate = ('~11 min with ninja on 2 cores' if not flavour.cuda else
+                'CUDA ops take several times longer than CPU ops')
+    log(f'building mmcv {MMCV_VERSION}: {flavour.label}, with {jobs} job(s), '
+        f'{estimate}; log: {build_log}')
     start = time.time()
     out = tmp / 'wheel'
     _run([sys.executable, '-m', 'pip', 'wheel', '-v', '--no-build-isolation',
           '--no-deps', '-w', str(out), str(src)], f'building mmcv {MMCV_VERSION}',
          env=env,
-         logfile=build_log,
-         hint=f'read the log above ({build_log}); a missing compiler or disk space '
-              f'is the usual cause, see {DOCS}')
+         logfile=build_log, diagnose=diagnose_build_log,
+         hint=f'read the log above ({build_log}) and {DOCS}')
     log(f'mmcv built in {(time.time() - start) / 60:.1f} min')
     wheels = list(out.glob('mmcv-*.whl'))
     if not wheels:
@@ -496,9 +735,11 @@ def cache_wheel(wheel: Path, cache: Path) -> Path:
     return target
 
 
-def install_mmcv_wheel(wheel: Path, constraints: Path) -> str | None:
+def install_mmcv_wheel(wheel: Path, constraints: Path,
+                       flavour: BuildFlavour | None = None) -> str | None:
     """Install ``wheel`` (replacing any mmcv there) and its dependencies; returns
-    None when the ops probe then passes, else what failed."""
+    None when the ops probe then passes (and, for a CUDA ``flavour``, mmcv reports
+    CUDA ops), else what failed."""
     problem = mmcv_wheel_problem(wheel)
     if problem:
         return problem
@@ -507,24 +748,30 @@ def install_mmcv_wheel(wheel: Path, constraints: Path) -> str | None:
     pip_install([str(wheel)], constraints,
                 f'installing the dependencies of {wheel.name}')
     err = _mmcv_ops_error()
-    return None if err is None else f'`from mmcv.ops import nms, RoIAlign` fails: {err}'
+    if err is not None:
+        return f'`from mmcv.ops import nms, RoIAlign` fails: {err}'
+    if flavour is not None and flavour.cuda and mmcv_compiled_cuda() is None:
+        return 'the wheel was to have CUDA ops, mmcv reports none'
+    return None
 
 
 def ensure_mmcv(constraints: Path, work: Path) -> None:
     """Install mmcv with ops: from the cache when the cached wheel passes every check
     (a bad one is deleted), else built, checked, installed and only then cached."""
-    cache = wheel_cache_dir()
+    flavour = decide_build_flavour()
+    log(f'mmcv flavour: {flavour.label}; why: {flavour.reason}')
+    cache = wheel_cache_dir(flavour)
     wheel = cached_mmcv_wheel(cache)
     if wheel is not None:
         log(f'trying cached mmcv wheel {wheel}')
-        problem = install_mmcv_wheel(wheel, constraints)
+        problem = install_mmcv_wheel(wheel, constraints, flavour)
         if problem is None:
             return
         log(f'discarding the cached wheel: {problem}; rebuilding')
         wheel.unlink(missing_ok=True)
     check_free_space(work, 3.0, 'building mmcv')
-    built = build_mmcv_wheel(work, constraints)
-    problem = install_mmcv_wheel(built, constraints)
+    built = build_mmcv_wheel(work, constraints, flavour)
+    problem = install_mmcv_wheel(built, constraints, flavour)
     if problem is not None:
         raise InstallError(
             f'the freshly built mmcv wheel is unusable: {problem}. It was not cached. '
@@ -587,6 +834,7 @@ def install(dry_run: bool = False) -> int:
           '"timm", timm.__version__)'],
          'the final import check', cwd=tempfile.gettempdir(),
          hint=f'run bash tools/install.sh again; if it fails the same way, see {DOCS}')
+    log(ops_report())
     log('time per step: ' + ', '.join(f'{n} {s:.0f} s' for n, s in timings))
     log(f'environment ready: {sys.executable}')
     return 0
@@ -607,6 +855,8 @@ def main(argv: list[str] | None = None) -> int:
                 log(f'not ready: {s.name} ({s.action})')
             if not todo:
                 log(f'ready: {sys.executable}')
+            if mmcv_ops_ready():
+                log(ops_report())
             return 1 if todo else 0
         start = time.time()
         rc = install(dry_run=args.dry_run)
