@@ -214,3 +214,12 @@ def test_learning_study_configs_keep_the_method(name):
     assert cfg.param_scheduler[1].end == cfg.train_cfg.max_epochs
     assert cfg.param_scheduler[2].T_max == cfg.train_cfg.max_epochs
     assert cfg.model.loss.warmup_teacher_temp_epochs < cfg.train_cfg.max_epochs
+
+
+def test_no_config_pins_the_distributed_backend():
+    """Every config leaves the backend to the base runtime's NCCL, which
+    flsl_mm.compat replaces by gloo only on a machine without CUDA: a demo config
+    run on GPUs must not be held to gloo."""
+    for path in CONFIGS:
+        cfg = Config.fromfile(ROOT / path)
+        assert cfg.env_cfg.dist_cfg.backend == 'nccl', path

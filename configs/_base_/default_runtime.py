@@ -11,6 +11,8 @@ default_hooks = dict(
 env_cfg = dict(
     cudnn_benchmark=False,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    # NCCL for GPUs; on a machine without CUDA flsl_mm.compat initialises the
+    # process group with gloo instead (every config, demos included)
     dist_cfg=dict(backend='nccl'),
 )
 vis_backends = [dict(type='LocalVisBackend')]

@@ -92,4 +92,3 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=5),
     checkpoint=dict(type='CheckpointHook', interval=max_epochs, max_keep_ckpts=1))
 log_processor = dict(window_size=5)
-env_cfg = dict(dist_cfg=dict(backend='gloo'))

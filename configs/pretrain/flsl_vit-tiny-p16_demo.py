@@ -60,4 +60,3 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=2,
                     save_last=True))
 log_processor = dict(window_size=1)
-env_cfg = dict(dist_cfg=dict(backend='gloo'))

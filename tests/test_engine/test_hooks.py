@@ -194,6 +194,63 @@ def test_rng_states_of_another_world_size_are_not_restored_with_a_warning():
     assert hook._pending is not None and len(warnings) == 1
 
 
+class FakeCUDA:
+    """torch.cuda as seen by a rank on device ``current`` of ``visible`` GPUs."""
+
+    def __init__(self, monkeypatch, visible: int, current: int) -> None:
+        self.visible, self.current, self.restored = visible, current, []
+        for name in ('is_available', 'is_initialized'):
+            monkeypatch.setattr(torch.cuda, name, lambda: True)
+        monkeypatch.setattr(torch.cuda, 'current_device', lambda: self.current)
+        monkeypatch.setattr(torch.cuda, 'get_rng_state',
+                            lambda device='cuda': torch.tensor([self.current]))
+        monkeypatch.setattr(
+            torch.cuda, 'get_rng_state_all',
+            lambda: [torch.tensor([i]) for i in range(self.visible)])
+        monkeypatch.setattr(torch.cuda, 'set_rng_state',
+                            lambda state, device='cuda': self.restored.append(
+                                int(state[0])))
+
+        def set_all(states):
+            if len(states) > self.visible:
+                raise IndexError('list index out of range')
+            self.restored.extend(int(s[0]) for s in states)
+        monkeypatch.setattr(torch.cuda, 'set_rng_state_all', set_all)
+
+
+def test_cuda_rng_state_is_the_current_devices(monkeypatch):
+    """Saved on device 3 of 8 visible GPUs, resumed where 1 GPU is visible (it is
+    device 0 there): no IndexError, the saved generator state is restored."""
+    from flsl_mm.engine.hooks.rng_state_hook import get_rng_state, set_rng_state
+    FakeCUDA(monkeypatch, visible=8, current=3)
+    state = get_rng_state()
+    assert int(state['cuda'][0]) == 3  # one state, not eight
+    resumed = FakeCUDA(monkeypatch, visible=1, current=0)
+    assert set_rng_state(state) is True
+    assert resumed.restored == [3]
+
+
+def test_cuda_rng_states_of_older_checkpoints(monkeypatch):
+    """Checkpoints of the earlier rule hold every visible GPU's state: the current
+    device's one is restored; one that does not exist is reported, not raised."""
+    from flsl_mm.engine.hooks.rng_state_hook import (RNGStateHook, get_rng_state,
+                                                     set_rng_state)
+    FakeCUDA(monkeypatch, visible=8, current=0)
+    old = dict(get_rng_state(), cuda=[torch.tensor([10 + i]) for i in range(8)])
+    fake = FakeCUDA(monkeypatch, visible=8, current=5)
+    assert set_rng_state(old) is True and fake.restored == [15]
+    short = dict(old, cuda=[torch.tensor([10])])
+    fake = FakeCUDA(monkeypatch, visible=2, current=1)
+    assert set_rng_state(short) is False and fake.restored == []
+    warnings = []
+    runner = SimpleNamespace(logger=SimpleNamespace(
+        warning=lambda msg, *a: warnings.append(msg % a)), iter=4)
+    hook = RNGStateHook()
+    hook.after_load_checkpoint(runner, dict(rng_states=[short]))
+    hook.before_train(runner)
+    assert 'CUDA generator is re-seeded' in warnings[0]
+
+
 def test_rng_states_are_gathered_before_the_checkpoint_hook_saves():
     """The gather (a collective) happens in after_train_epoch on every rank, at a
     priority above CheckpointHook's; rank 0's save then only reads the result."""

@@ -12,19 +12,35 @@ from flsl_mm.registry import HOOKS
 
 
 def get_rng_state() -> dict:
+    """This process's RNG states. On CUDA only the *current* device's generator is
+    kept (each rank draws on its own device): a run saved with 8 visible GPUs then
+    resumes where fewer are visible."""
     state = dict(python=random.getstate(), numpy=np.random.get_state(),
                  torch=torch.get_rng_state())
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state['cuda'] = torch.cuda.get_rng_state_all()
+        state['cuda'] = torch.cuda.get_rng_state()
     return state
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict) -> bool:
+    """Restore :func:`get_rng_state`'s states; returns False when a CUDA state
+    could not be restored (then the CUDA generator keeps its seeding).
+
+    Checkpoints written before the current-device rule hold every visible GPU's
+    state (a list): the current device's entry is used when it exists."""
     random.setstate(state['python'])
     np.random.set_state(state['numpy'])
     torch.set_rng_state(state['torch'])
-    if 'cuda' in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state['cuda'])
+    cuda = state.get('cuda')
+    if cuda is None or not torch.cuda.is_available():
+        return cuda is None
+    if isinstance(cuda, (list, tuple)):
+        index = torch.cuda.current_device()
+        if index >= len(cuda):
+            return False
+        cuda = cuda[index]
+    torch.cuda.set_rng_state(cuda)
+    return True
 
 
 def checkpoint_due(runner, by_epoch: bool) -> bool:
@@ -108,5 +124,9 @@ class RNGStateHook(Hook):
         # Only a resumed run (iter > 0) continues the saved streams; `load_from`
         # alone starts a new run with fresh seeding.
         if self._pending is not None and runner.iter > 0:
-            set_rng_state(self._pending)
+            if not set_rng_state(self._pending):
+                runner.logger.warning(
+                    'RNGStateHook: the checkpoint\'s CUDA RNG state does not fit this '
+                    'machine (CPU-only now, or fewer visible GPUs than when it was '
+                    'saved): the CUDA generator is re-seeded, the rest restored')
         self._pending = None
