@@ -43,8 +43,11 @@ def main(argv=None):
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
-    from flsl_mm.compat import cpu_ddp_wrapper_cfg
+    from flsl_mm.compat import cpu_ddp_wrapper_cfg, ops_preflight
     cpu_ddp_wrapper_cfg(cfg)
+    ops_line = ops_preflight()
+    if os.environ.get('RANK', '0') == '0':
+        print(ops_line, flush=True)
     if cfg.get('test_dataloader') is None or cfg.get('test_evaluator') is None:
         raise SystemExit(f'{args.config} has no test_dataloader/test_evaluator (a '
                          'pretraining config?). Evaluate pretrained backbones with '

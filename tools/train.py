@@ -79,8 +79,11 @@ def build_cfg(args) -> Config:
             raise SystemExit(f'--resume: checkpoint not found: {args.resume}')
         cfg.resume = True
         cfg.load_from = args.resume
-    from flsl_mm.compat import cpu_ddp_wrapper_cfg
+    from flsl_mm.compat import cpu_ddp_wrapper_cfg, ops_preflight
     cpu_ddp_wrapper_cfg(cfg)
+    ops_line = ops_preflight()
+    if os.environ.get('RANK', '0') == '0':
+        print(ops_line, flush=True)
     return cfg
 
 
