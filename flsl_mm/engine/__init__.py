@@ -1,3 +1,4 @@
+from .hooks.deferred_runtime_info_hook import DeferredRuntimeInfoHook
 from .hooks.flsl_schedule_hook import FLSLScheduleHook
 from .hooks.grad_hooks import FreezeLastLayerHook, PerParamGradClipHook
 from .hooks.non_finite_loss_hook import NonFiniteLossHook
@@ -7,7 +8,7 @@ from .optimizers import (FLSLOptimWrapperConstructor,
                          LayerDecayOptimWrapperConstructor)
 
 __all__ = [
-    'FLSLScheduleHook', 'FreezeLastLayerHook', 'PerParamGradClipHook',
+    'DeferredRuntimeInfoHook', 'FLSLScheduleHook', 'FreezeLastLayerHook', 'PerParamGradClipHook',
     'NonFiniteLossHook', 'RNGStateHook', 'FLSLTeacherUpdateHook',
     'LayerDecayOptimWrapperConstructor', 'FLSLOptimWrapperConstructor'
 ]

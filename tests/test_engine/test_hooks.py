@@ -39,9 +39,10 @@ def test_schedule_hook_sets_model_attributes():
                     warmup_teacher_temp=0.04, warmup_teacher_temp_epochs=3)
     served = []
     model = SimpleNamespace(loss_module=loss, beta_sa=0.1, beta_ca=0.2,
-                            schedule_applied=lambda: served.append(1))
+                            schedule_applied=lambda: served.append(1),
+                            monitor_every_iter=False)
     runner = SimpleNamespace(model=model, iter=0, max_iters=10, epoch=0,
-                             message_hub=_Hub())
+                             message_hub=_Hub(), hooks=[])
     hook = FLSLScheduleHook(start_intraview=1.0, start_beta_ca=0.4)
     hook.before_train(runner)
     hook.before_train_iter(runner, 0)
@@ -56,6 +57,10 @@ def test_schedule_hook_sets_model_attributes():
     runner.epoch = 7
     hook.before_train_iter(runner, 0)
     assert loss.current_teacher_temp == pytest.approx(0.07) and len(served) == 3
+    assert model.monitors_due is False  # no logger: nothing logs, no monitors
+    model.monitor_every_iter = True
+    hook.before_train_iter(runner, 0)
+    assert model.monitors_due is True
 
 
 def test_schedule_hook_takes_no_teacher_temperature():
@@ -154,7 +159,7 @@ def test_grad_clip_hook_runs_before_step():
 
 
 def test_non_finite_loss_names_terms():
-    hook = NonFiniteLossHook()
+    hook = NonFiniteLossHook(every_iter=True)
     runner = SimpleNamespace(iter=6, epoch=0)
     outputs = dict(loss=torch.tensor(math.nan), loss_meanshift=torch.tensor(0.1),
                    loss_kmeans=torch.tensor(math.nan), loss_vmr=torch.tensor(0.2))
@@ -174,11 +179,31 @@ def test_non_finite_loss_on_one_rank_is_named_on_every_rank(monkeypatch):
     monkeypatch.setattr(mod, 'get_world_size', lambda: 2)
     monkeypatch.setattr(mod, 'all_reduce', lambda t: t.add_(1))  # other rank: 1
     with pytest.raises(FloatingPointError, match='another process'):
-        NonFiniteLossHook().after_train_iter(SimpleNamespace(iter=0, epoch=0), 0,
-                                             outputs=dict(loss=torch.tensor(1.0)))
+        NonFiniteLossHook(every_iter=True).after_train_iter(
+            SimpleNamespace(iter=0, epoch=0), 0, outputs=dict(loss=torch.tensor(1.0)))
     monkeypatch.setattr(mod, 'all_reduce', lambda t: None)  # nobody bad
-    NonFiniteLossHook().after_train_iter(SimpleNamespace(iter=0, epoch=0), 0,
-                                         outputs=dict(loss=torch.tensor(1.0)))
+    NonFiniteLossHook(every_iter=True).after_train_iter(
+        SimpleNamespace(iter=0, epoch=0), 0, outputs=dict(loss=torch.tensor(1.0)))
+
+
+def test_non_finite_loss_is_read_at_host_read_points_only(monkeypatch):
+    """Between host-read points the hook only buffers (no host read); at the next
+    point it raises for the first bad iteration, naming its terms."""
+    import flsl_mm.engine.hooks.non_finite_loss_hook as mod
+    due = {'now': False}
+    monkeypatch.setattr(mod, 'host_read_due', lambda runner, idx: due['now'])
+    hook = NonFiniteLossHook()
+    no_host_sync(monkeypatch)
+    for it, value in enumerate([1.0, math.inf, math.nan]):
+        hook.after_train_iter(SimpleNamespace(iter=10 + it, epoch=2), it, outputs=dict(
+            loss=torch.tensor(value), loss_vmr=torch.tensor(value + 1)))
+    monkeypatch.undo()
+    monkeypatch.setattr(mod, 'host_read_due', lambda runner, idx: True)
+    with pytest.raises(FloatingPointError,
+                       match=r'loss inf: loss_vmr=inf at iteration 12 \(epoch 3\)'):
+        hook.after_train_iter(SimpleNamespace(iter=13, epoch=2), 3,
+                              outputs=dict(loss=torch.tensor(2.0)))
+    hook.check()  # the buffer was emptied by the check that raised
 
 
 def test_rng_states_of_another_world_size_are_not_restored_with_a_warning():

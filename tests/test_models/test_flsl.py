@@ -91,12 +91,18 @@ def test_teacher_moves_only_by_scheduled_ema():
         src = dict(model._student().named_parameters())[k]
         torch.testing.assert_close(p, 0.996 * teacher0[k] + 0.004 * src)
     # iteration 5 of 10: m = 0.004 * (1 + cos(pi/2)) / 2 = 0.002
-    model.teacher.steps.fill_(5)
+    # (the step count as a resume restores it: the buffer from the checkpoint,
+    # the host's copy that the update reads from it)
+    state = model.teacher.state_dict()
+    state['steps'] = torch.tensor(5)
+    model.teacher.load_state_dict(state)
+    assert model.teacher.host_steps == 5
     before = {k: v.clone() for k, v in model.teacher.module.named_parameters()}
     model.update_teacher()
     for k, p in model.teacher.module.named_parameters():
         src = dict(model._student().named_parameters())[k]
         torch.testing.assert_close(p, 0.998 * before[k] + 0.002 * src)
+    assert model.teacher.host_steps == 6 and int(model.teacher.steps) == 6
 
 
 def test_teacher_initial_weight():
@@ -138,6 +144,7 @@ def test_foreach_ema_equals_per_tensor_update_without_host_syncs(monkeypatch):
         for p in model.backbone.parameters():
             p.add_(torch.randn_like(p))
     model.teacher.steps.fill_(3)
+    model.teacher.host_steps = 3  # what loading a checkpoint with steps=3 sets
     # the former per-tensor path: avg_func on every floating-point tensor
     ref = copy.deepcopy(model.teacher)
     src = model._student().state_dict()
@@ -150,6 +157,7 @@ def test_foreach_ema_equals_per_tensor_update_without_host_syncs(monkeypatch):
     monkeypatch.setattr(torch.Tensor, 'item', refuse)
     monkeypatch.setattr(torch.Tensor, '__bool__', refuse)
     monkeypatch.setattr(torch.Tensor, '__float__', refuse)
+    monkeypatch.setattr(torch.Tensor, '__int__', refuse)  # the step count
     model.update_teacher()
     monkeypatch.undo()
     for (k, a), (_, b) in zip(model.teacher.module.state_dict().items(),

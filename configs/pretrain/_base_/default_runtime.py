@@ -9,6 +9,9 @@ visualizer = dict(type='UniversalVisualizer', vis_backends={{_base_.vis_backends
 # update or the schedule hook stops running. tau_t's schedule is configured in
 # `model.loss` (teacher_temp, warmup_teacher_temp, warmup_teacher_temp_epochs).
 default_hooks = dict(
+    # mmengine's RuntimeInfoHook reads every output on the host every iteration;
+    # this one buffers them on the device until a logged iteration (same logs)
+    runtime_info=dict(type='DeferredRuntimeInfoHook'),
     flsl_schedule=dict(type='FLSLScheduleHook'),
     teacher_update=dict(type='FLSLTeacherUpdateHook'),
     freeze_last_layer=dict(type='FreezeLastLayerHook', freeze_last_layer=1),

@@ -7,6 +7,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from flsl_mm.registry import HOOKS
+from .iter_schedule import logs_after_iter
 
 
 def cosine_value(start: float, end: float, it: int, total: int) -> float:
@@ -67,6 +68,10 @@ class FLSLScheduleHook(Hook):
             model.beta_ca = cosine_value(self.start_beta_ca, self._final['beta_ca'],
                                          it, total)
         model.schedule_applied()
+        # health monitors only where they are logged (no work, no host reads
+        # on the other iterations), unless the model asks for every iteration
+        model.monitors_due = model.monitor_every_iter or logs_after_iter(
+            runner, batch_idx)
         runner.message_hub.update_scalar('train/teacher_temp',
                                          model.loss_module.current_teacher_temp)
         runner.message_hub.update_scalar('train/upsilon', model.loss_module.upsilon)

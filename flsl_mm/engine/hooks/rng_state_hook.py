@@ -6,9 +6,10 @@ import random
 import numpy as np
 import torch
 from mmengine.dist import all_gather_object, get_rank, get_world_size
-from mmengine.hooks import CheckpointHook, Hook
+from mmengine.hooks import Hook
 
 from flsl_mm.registry import HOOKS
+from .iter_schedule import checkpoint_due
 
 
 def get_rng_state() -> dict:
@@ -41,23 +42,6 @@ def set_rng_state(state: dict) -> bool:
         cuda = cuda[index]
     torch.cuda.set_rng_state(cuda)
     return True
-
-
-def checkpoint_due(runner, by_epoch: bool) -> bool:
-    """Whether a ``CheckpointHook`` of ``runner`` saves at the end of this epoch
-    (``by_epoch``) or iteration: the hook's own condition, evaluated on every rank."""
-    for hook in runner.hooks:
-        if not isinstance(hook, CheckpointHook) or hook.by_epoch != by_epoch:
-            continue
-        if by_epoch:
-            due = hook.every_n_epochs(runner, hook.interval, hook.save_begin) or (
-                hook.save_last and hook.is_last_train_epoch(runner))
-        else:
-            due = hook.every_n_train_iters(runner, hook.interval, hook.save_begin) or (
-                hook.save_last and hook.is_last_train_iter(runner))
-        if due:
-            return True
-    return False
 
 
 @HOOKS.register_module()

@@ -5,6 +5,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from flsl_mm.registry import HOOKS
+from .iter_schedule import logs_after_iter
 
 
 @HOOKS.register_module()
@@ -34,19 +35,11 @@ class FLSLTeacherUpdateHook(Hook):
         ema = model.teacher
         runner.message_hub.update_scalar(
             'train/teacher_momentum',
-            1 - float(ema.student_weight(int(ema.steps) - 1, runner.max_iters)))
-        if getattr(model, 'monitors', False) and self._log_now(runner):
+            1 - float(ema.student_weight(ema.host_steps - 1, runner.max_iters)))
+        if getattr(model, 'monitors', False) and logs_after_iter(runner, batch_idx):
             runner.message_hub.update_scalar(
                 'train/mon_teacher_student_dist',
                 float(model.teacher_student_distance()))
             runner.message_hub.update_scalar(
                 'train/mon_teacher_init_weight',
-                ema.initial_weight(int(ema.steps), runner.max_iters))
-
-    def _log_now(self, runner) -> bool:
-        """On the iterations the LoggerHook logs (its interval), and the last."""
-        from mmengine.hooks import LoggerHook
-        interval = next((h.interval for h in runner.hooks
-                         if isinstance(h, LoggerHook)), 50)
-        return self.every_n_train_iters(runner, interval) or \
-            self.is_last_train_iter(runner)
+                ema.initial_weight(ema.host_steps, runner.max_iters))

@@ -46,6 +46,9 @@ class FLSL(BaseSelfSupervisor):
             teacher momentum 0.996); ``teacher_end_momentum`` at the end (0 -> 1).
         monitors: also return the health monitors (``mon_*``, logged, not part
             of the loss; ``docs/monitors.md``). They change no loss or gradient.
+            In training they are computed on the iterations the logger logs
+            (:class:`FLSLScheduleHook` sets ``monitors_due``), not on the others.
+        monitor_every_iter: compute them on every training iteration instead.
     """
 
     def __init__(self,
@@ -57,6 +60,7 @@ class FLSL(BaseSelfSupervisor):
                  teacher_momentum: float = 0.004,
                  teacher_end_momentum: float = 0.0,
                  monitors: bool = True,
+                 monitor_every_iter: bool = False,
                  data_preprocessor: dict | None = None,
                  init_cfg: dict | None = None) -> None:
         super().__init__(backbone=backbone, head=head,
@@ -68,6 +72,8 @@ class FLSL(BaseSelfSupervisor):
         self.beta_sa = beta_sa
         self.beta_ca = beta_ca
         self.monitors = monitors
+        self.monitor_every_iter = monitor_every_iter
+        self.monitors_due = True  # set per iteration by FLSLScheduleHook
 
         teacher_backbone_cfg = copy.deepcopy(backbone)
         teacher_backbone_cfg['drop_path_rate'] = 0.0
@@ -148,7 +154,10 @@ class FLSL(BaseSelfSupervisor):
             raise ValueError(f'student view {view}: query counts differ across the '
                              f'batch ({counts.tolist()})')
         # nonzero() is row-major, so each row's indices come out in order
-        return masks.nonzero()[:, 1].reshape(len(data_samples), -1).to(device)
+        index = masks.nonzero()[:, 1].reshape(len(data_samples), -1)
+        if device.type == 'cuda':  # host -> GPU without waiting for the GPU
+            return index.pin_memory().to(device, non_blocking=True)
+        return index.to(device)
 
     def loss(self, inputs: list[torch.Tensor],
              data_samples: list[DataSample]) -> dict[str, torch.Tensor]:
@@ -157,6 +166,7 @@ class FLSL(BaseSelfSupervisor):
                              '(use FLSLMultiView in the pipeline)')
         if self.training:
             self._check_hooks_served()
+        monitor = self.monitors and (self.monitors_due or not self.training)
         teacher_img, student_imgs = inputs[0], list(inputs[1:])
         with torch.no_grad():
             z_t = self.teacher.module.backbone(teacher_img)  # B x Nt x C
@@ -182,7 +192,7 @@ class FLSL(BaseSelfSupervisor):
             sa_modes.append(sa.reshape(-1, c))
             ca_modes.append(ca.reshape(-1, c))
             view += num_views
-            if self.monitors:  # weighted by the group's number of queries
+            if monitor:  # weighted by the group's number of queries
                 weight = q.shape[0] * q.shape[1] * q.shape[2]
                 attn_entropy['sa'].append((weight, mon.attention_entropy(
                     q.detach(), z_s.detach(), self.beta_sa)))
@@ -196,7 +206,7 @@ class FLSL(BaseSelfSupervisor):
         with torch.no_grad():
             teacher_logits = self.teacher.module.head(ca)
         monitors = {}
-        if self.monitors:
+        if monitor:
             with torch.no_grad():
                 p_s = torch.softmax(student_logits.detach().float() /
                                     self.loss_module.student_temp, dim=-1)

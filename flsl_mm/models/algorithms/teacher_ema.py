@@ -19,6 +19,17 @@ class TeacherEMA(CosineEMA):
     ``steps`` (0-based), as in the reference.
     """
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # the update count on the host: ``steps`` (a buffer, saved in checkpoints)
+        # lives on the device, and reading it each iteration would stall a GPU
+        self.host_steps = 0
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if prefix + 'steps' in state_dict:  # resume: one host read, at load time
+            self.host_steps = int(state_dict[prefix + 'steps'])
+
     def student_weight(self, steps, max_iters: int):
         """``m`` at 0-based iteration ``steps`` (an int, or an array of them):
         cosine from ``momentum`` to ``end_momentum`` over ``max_iters``
@@ -46,8 +57,8 @@ class TeacherEMA(CosineEMA):
 
     def update_parameters(self, model: nn.Module) -> None:
         """One EMA step of every floating-point tensor, as :meth:`avg_func` per
-        tensor but with ``m`` computed once and ``torch._foreach_*`` kernels (no
-        per-tensor Python work, no host syncs)."""
+        tensor but with ``m`` computed once (from the host's step count) and
+        ``torch._foreach_*`` kernels (no per-tensor Python work, no host syncs)."""
         src = (model.state_dict() if self.update_buffers
                else dict(model.named_parameters()))
         avgs, srcs = [], []
@@ -55,7 +66,7 @@ class TeacherEMA(CosineEMA):
             if avg.dtype.is_floating_point:
                 avgs.append(avg.data)
                 srcs.append(src[key].data.to(avg.device))
-        m = float(self.student_weight(int(self.steps), self._max_iters()))
+        m = float(self.student_weight(self.host_steps, self._max_iters()))
         if avgs:
             torch._foreach_mul_(avgs, 1 - m)
             torch._foreach_add_(avgs, srcs, alpha=m)
@@ -63,3 +74,4 @@ class TeacherEMA(CosineEMA):
             for b_avg, b_src in zip(self.module.buffers(), model.buffers()):
                 b_avg.data.copy_(b_src.data.to(b_avg.device))
         self.steps += 1
+        self.host_steps += 1

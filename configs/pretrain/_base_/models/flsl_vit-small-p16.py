@@ -5,7 +5,8 @@ model = dict(
         type='SelfSupDataPreprocessor',
         mean=[123.675, 116.28, 103.53],
         std=[58.395, 57.12, 57.375],
-        to_rgb=True),
+        to_rgb=True,
+        non_blocking=True),  # pinned batches to the GPU without waiting for it
     backbone=dict(type='FLSLViT', arch='small', patch_size=16, img_size=224,
                   drop_path_rate=0.1, final_norm=True, out_type='tokens'),
     head=dict(type='FLSLHead', in_channels=384, out_channels=4096,
