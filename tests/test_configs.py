@@ -151,7 +151,7 @@ def test_teacher_temperature_comes_from_the_loss_config():
         def update_scalar(self, *a):
             pass
     runner = SimpleNamespace(model=model, iter=0, max_iters=8, epoch=0,
-                             message_hub=Hub())
+                             message_hub=Hub(), hooks=[])
     hook.before_train(runner)
     hook.before_train_iter(runner, 0)
     assert model.loss_module.current_teacher_temp == 0.02
@@ -223,3 +223,23 @@ def test_no_config_pins_the_distributed_backend():
     for path in CONFIGS:
         cfg = Config.fromfile(ROOT / path)
         assert cfg.env_cfg.dist_cfg.backend == 'nccl', path
+
+
+def test_bf16_config_is_the_published_run_in_bf16(monkeypatch):
+    """bf16 autocast and no loss scaler; everything else as published. The
+    wrapper is built for real (mmengine's CUDA check bypassed on this CPU)."""
+    import torch
+    import mmengine.optim.optimizer.amp_optimizer_wrapper as amp_mod
+    bf16 = Config.fromfile(ROOT / 'configs/pretrain/'
+                           'flsl_vit-small-p16_8xb64-300e_in1k-bf16.py')
+    fp16 = Config.fromfile(ROOT / 'configs/pretrain/'
+                           'flsl_vit-small-p16_8xb64-300e_in1k.py')
+    assert bf16.model == fp16.model and bf16.param_scheduler == fp16.param_scheduler
+    assert bf16.optim_wrapper.optimizer == fp16.optim_wrapper.optimizer
+    monkeypatch.setattr(amp_mod, 'is_cuda_available', lambda: True)
+    model = torch.nn.Linear(2, 2)
+    wrapper = build_optim_wrapper(model, dict(
+        type='AmpOptimWrapper', optimizer=dict(type='AdamW', lr=1e-3),
+        dtype=bf16.optim_wrapper.dtype, loss_scale=bf16.optim_wrapper.loss_scale))
+    assert wrapper.cast_dtype == torch.bfloat16
+    assert not wrapper.loss_scaler.is_enabled()

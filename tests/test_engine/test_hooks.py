@@ -115,6 +115,42 @@ def test_per_param_clip_equals_reference_without_host_syncs(monkeypatch):
     assert all(clipped)
 
 
+def _amp_runner(monkeypatch, init_scale=1024.0, **wrapper_kwargs):
+    """A real mmengine AmpOptimWrapper (its CUDA check bypassed) with torch's CPU
+    GradScaler around a fused SGD (lr 1: the update is minus the gradient)."""
+    import mmengine.optim.optimizer.amp_optimizer_wrapper as amp_mod
+    monkeypatch.setattr(amp_mod, 'is_cuda_available', lambda: True)
+    model = torch.nn.Module()
+    model.p = torch.nn.Parameter(torch.zeros(4))
+    model.q = torch.nn.Parameter(torch.zeros(4))
+    opt = torch.optim.SGD(model.parameters(), lr=1.0, fused=True)
+    assert opt._step_supports_amp_scaling  # the scaler leaves unscaling to it
+    wrapper = amp_mod.AmpOptimWrapper(optimizer=opt, **wrapper_kwargs)
+    wrapper.loss_scaler = torch.amp.GradScaler('cpu', init_scale=init_scale)
+    return SimpleNamespace(model=model, optim_wrapper=wrapper)
+
+
+def test_clipping_sees_unscaled_gradients_under_amp_with_a_fused_optimizer(
+        monkeypatch):
+    runner = _amp_runner(monkeypatch)
+    model, wrapper = runner.model, runner.optim_wrapper
+    hook = PerParamGradClipHook(max_norm=3.0)
+    hook.before_train(runner)
+    gp = torch.tensor([0.3, 0.0, 0.4, 0.0])   # norm 0.5: kept
+    gq = torch.tensor([6.0, 8.0, 0.0, 0.0])   # norm 10: clipped to 3
+    wrapper.update_params((model.p * gp).sum() + (model.q * gq).sum())
+    torch.testing.assert_close(model.p.detach(), -gp)
+    torch.testing.assert_close(model.q.detach(), -gq * 3.0 / (10.0 + 1e-6))
+    hook.after_train(runner)
+    assert 'step' not in vars(wrapper)  # the wrapper's own step again
+
+
+def test_mmengine_clip_grad_beside_per_param_clipping_is_refused(monkeypatch):
+    runner = _amp_runner(monkeypatch, clip_grad=dict(max_norm=1.0))
+    with pytest.raises(ValueError, match='would clip again'):
+        PerParamGradClipHook().before_train(runner)
+
+
 def _runner_with_optimizer(model, epoch=0):
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
                             lr=0.1, weight_decay=0.5)

@@ -17,11 +17,15 @@ def _unwrap(runner):
     return runner.model.module if is_model_wrapper(runner.model) else runner.model
 
 
-def _optimizers(runner):
+def _wrappers(runner):
     wrapper = runner.optim_wrapper
     if hasattr(wrapper, 'optim_wrappers'):  # OptimWrapperDict
-        return [w.optimizer for w in wrapper.optim_wrappers.values()]
-    return [wrapper.optimizer]
+        return list(wrapper.optim_wrappers.values())
+    return [wrapper]
+
+
+def _optimizers(runner):
+    return [w.optimizer for w in _wrappers(runner)]
 
 
 def clip_grad_per_param(params, max_norm: float) -> torch.Tensor | None:
@@ -48,11 +52,18 @@ class PerParamGradClipHook(Hook):
 
     mmengine's ``clip_grad`` clips the *total* norm; the reference clips each
     parameter on its own, which this hook reproduces.
+
+    Under AMP the gradients are unscaled before the optimiser step (the
+    ``GradScaler``'s ``unscale_``, as PyTorch prescribes before clipping): a
+    ``fused`` optimiser would otherwise receive them *scaled* (its kernel
+    unscales) and the clip would act on scaled values. An ``optim_wrapper`` with
+    mmengine's own ``clip_grad`` as well is refused (two clippings).
     """
 
     def __init__(self, max_norm: float = 3.0) -> None:
         self.max_norm = max_norm
         self._handles = []
+        self._unscaling = []
 
     def before_train(self, runner) -> None:
         params = [p for p in _unwrap(runner).parameters() if p.requires_grad]
@@ -60,13 +71,35 @@ class PerParamGradClipHook(Hook):
         def clip(*_) -> None:  # a step pre-hook must return None
             clip_grad_per_param(params, self.max_norm)
 
-        for opt in _optimizers(runner):
-            self._handles.append(opt.register_step_pre_hook(clip))
+        for wrapper in _wrappers(runner):
+            if getattr(wrapper, 'clip_grad_kwargs', None):
+                raise ValueError(
+                    'PerParamGradClipHook clips each parameter to norm '
+                    f'{self.max_norm} (FLSL); optim_wrapper.clip_grad '
+                    f'({wrapper.clip_grad_kwargs}) would clip again: remove it, or '
+                    'set default_hooks.grad_clip.max_norm')
+            self._handles.append(wrapper.optimizer.register_step_pre_hook(clip))
+            if getattr(wrapper, 'loss_scaler', None) is not None:
+                self._unscale_before_step(wrapper)
+
+    def _unscale_before_step(self, wrapper) -> None:
+        step = wrapper.step
+
+        def unscaled_step(**kwargs):
+            if wrapper.loss_scaler.is_enabled():
+                wrapper.loss_scaler.unscale_(wrapper.optimizer)
+            return step(**kwargs)
+
+        wrapper.step = unscaled_step  # an instance attribute, removed after train
+        self._unscaling.append(wrapper)
 
     def after_train(self, runner) -> None:
         for h in self._handles:
             h.remove()
         self._handles.clear()
+        for wrapper in self._unscaling:
+            del wrapper.step
+        self._unscaling.clear()
 
 
 @HOOKS.register_module()
