@@ -70,45 +70,52 @@ def _weighted_knn(query: torch.Tensor, memory: torch.Tensor, mem_labels: torch.T
     for start in range(0, query.shape[0], chunk):
         sims = query[start:start + chunk] @ memory.T
         top, idx = sims.topk(k, dim=-1)
-        votes = torch.zeros(top.shape[0], num_classes)
+        votes = torch.zeros(top.shape[0], num_classes, device=query.device)
         votes.scatter_add_(1, mem_labels[idx], (top / temperature).exp())
         out.append(votes)
     return torch.cat(out)
 
 
+def _on(device, array: np.ndarray, dtype=torch.float32) -> torch.Tensor:
+    return torch.from_numpy(array).to(device=device, dtype=dtype)
+
+
 def knn_segmentation(train_tokens: np.ndarray, train_labels: np.ndarray,
                      val_tokens: np.ndarray, num_classes: int, k: int = 20,
-                     temperature: float = 0.07) -> np.ndarray:
-    """Predicted class of each val token (rows of ``(n, C)``)."""
-    votes = _weighted_knn(torch.from_numpy(val_tokens).float(),
-                          torch.from_numpy(train_tokens).float(),
-                          torch.from_numpy(train_labels).long(), num_classes, k,
+                     temperature: float = 0.07, device: str = 'cpu') -> np.ndarray:
+    """Predicted class of each val token (rows of ``(n, C)``), computed on
+    ``device`` (numpy in and out)."""
+    votes = _weighted_knn(_on(device, val_tokens), _on(device, train_tokens),
+                          _on(device, train_labels, torch.long), num_classes, k,
                           temperature)
-    return votes.argmax(-1).numpy()
+    return votes.argmax(-1).cpu().numpy()
 
 
 def linear_probe(train_tokens: np.ndarray, train_labels: np.ndarray,
                  val_tokens: np.ndarray, num_classes: int, epochs: int = 300,
-                 lr: float = 0.01, weight_decay: float = 1e-4, seed: int = 0
-                 ) -> np.ndarray:
-    """Full-batch softmax regression (Adam) on standardised frozen tokens."""
+                 lr: float = 0.01, weight_decay: float = 1e-4, seed: int = 0,
+                 device: str = 'cpu') -> np.ndarray:
+    """Full-batch softmax regression (Adam) on standardised frozen tokens, on
+    ``device`` (initialised on the CPU from ``seed``, so every device starts from
+    the same weights)."""
     gen = torch.Generator().manual_seed(seed)
-    x = torch.from_numpy(train_tokens).float()
+    x = _on(device, train_tokens)
     mean, std = x.mean(0), x.std(0) + 1e-6
     x = (x - mean) / std
-    y = torch.from_numpy(train_labels).long()
+    y = _on(device, train_labels, torch.long)
     layer = torch.nn.Linear(x.shape[1], num_classes)
     with torch.no_grad():
         layer.weight.normal_(0, 0.01, generator=gen)
         layer.bias.zero_()
+    layer = layer.to(device)
     opt = torch.optim.Adam(layer.parameters(), lr=lr, weight_decay=weight_decay)
     for _ in range(epochs):
         opt.zero_grad()
         F.cross_entropy(layer(x), y).backward()
         opt.step()
     with torch.no_grad():
-        v = (torch.from_numpy(val_tokens).float() - mean) / std
-        return layer(v).argmax(-1).numpy()
+        v = (_on(device, val_tokens) - mean) / std
+        return layer(v).argmax(-1).cpu().numpy()
 
 
 def kmeans(x: np.ndarray, k: int, iters: int = 50, seed: int = 0) -> np.ndarray:
@@ -171,14 +178,15 @@ def bbox_grid_positions(bbox_xywh, grid_hw: tuple[int, int], patch: int
 
 def bbox_knn_top1(train_feats: np.ndarray, train_labels: np.ndarray,
                   val_feats: np.ndarray, val_labels: np.ndarray, num_classes: int,
-                  ks=(10, 20, 100, 200), temperature: float = 0.07) -> dict:
+                  ks=(10, 20, 100, 200), temperature: float = 0.07,
+                  device: str = 'cpu') -> dict:
     """Top-1 per k. ``*_feats`` are ``(images, 9, C)``, labels ``(images,)``."""
-    mem = torch.from_numpy(train_feats.reshape(-1, train_feats.shape[-1])).float()
-    mem_labels = torch.from_numpy(np.repeat(train_labels, 9)).long()
-    query = torch.from_numpy(val_feats.reshape(-1, val_feats.shape[-1])).float()
+    mem = _on(device, train_feats.reshape(-1, train_feats.shape[-1]))
+    mem_labels = _on(device, np.repeat(train_labels, 9), torch.long)
+    query = _on(device, val_feats.reshape(-1, val_feats.shape[-1]))
     out = {}
     for k in ks:
         votes = _weighted_knn(query, mem, mem_labels, num_classes, k, temperature)
-        top1 = votes.argmax(-1).reshape(len(val_labels), 9).numpy()
+        top1 = votes.argmax(-1).reshape(len(val_labels), 9).cpu().numpy()
         out[k] = float((top1 == val_labels[:, None]).any(1).mean())
     return out

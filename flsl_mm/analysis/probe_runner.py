@@ -100,22 +100,27 @@ def collect(backbone, split: ProbeSplit, block: int = -1, desc: str = '') -> dic
 
 
 def run_probes(backbone, train: ProbeSplit, val: ProbeSplit, num_classes: int,
-               block: int = -1, seed: int = 0) -> dict:
+               block: int = -1, seed: int = 0, device: str = 'cpu') -> dict:
+    """Token extraction, k-NN and linear probes on ``device`` (the backbone is
+    moved there); k-means + Hungarian on the CPU (numpy)."""
+    backbone.to(device)
     tr = collect(backbone, train, block, 'extracting train tokens')
     va = collect(backbone, val, block, 'extracting val tokens')
     keep_tr, keep_va = tr['labels'] != IGNORE, va['labels'] != IGNORE
     xt, yt = tr['tokens'][keep_tr], tr['labels'][keep_tr]
     xv, yv = va['tokens'][keep_va], va['labels'][keep_va]
     res = {}
-    pred = knn_segmentation(xt, yt, xv, num_classes, k=20, temperature=0.07)
+    pred = knn_segmentation(xt, yt, xv, num_classes, k=20, temperature=0.07,
+                            device=device)
     res['knn_miou'], res['knn_acc'] = miou_and_acc(confusion_matrix(pred, yv,
                                                                     num_classes))
-    pred = linear_probe(xt, yt, xv, num_classes, seed=seed)
+    pred = linear_probe(xt, yt, xv, num_classes, seed=seed, device=device)
     res['linear_miou'], res['linear_acc'] = miou_and_acc(
         confusion_matrix(pred, yv, num_classes))
     res['cluster_miou'], _ = hungarian_cluster_miou(xv, yv, num_classes, seed=seed)
     if tr['box_feats'] is not None and va['box_feats'] is not None:
         for k, v in bbox_knn_top1(tr['box_feats'], tr['box_labels'], va['box_feats'],
-                                  va['box_labels'], num_classes).items():
+                                  va['box_labels'], num_classes,
+                                  device=device).items():
             res[f'bbox_knn_top1@{k}'] = v
     return res

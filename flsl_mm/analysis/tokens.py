@@ -106,11 +106,12 @@ def extract_tokens(backbone: FLSLViT, img_bgr: np.ndarray, block: int = -1
     if norm is None:
         raise ValueError('extract_tokens: the backbone has no input_norm; build it '
                          'with load_backbone(config, ...)')
-    tokens, (h, w) = backbone.prepare_tokens(norm(img_bgr))
+    device = next(backbone.parameters()).device
+    tokens, (h, w) = backbone.prepare_tokens(norm(img_bgr).to(device))
     last = len(backbone.blocks) - 1
     block = block % len(backbone.blocks)
     for i, blk in enumerate(backbone.blocks[:block + 1]):
         tokens = blk(tokens)
     if block == last:
         tokens = backbone.norm(tokens)
-    return tokens[0].reshape(h, w, -1).numpy()
+    return tokens[0].reshape(h, w, -1).cpu().numpy()

@@ -34,6 +34,9 @@ def parse_args(argv=None):
         p.add_argument(f'--{split}-ann', help='COCO instances for the bbox probe')
     p.add_argument('--num-classes', type=int, help='with explicit folders')
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--device', default='cpu',
+                   help='token extraction, k-NN and linear probe here (cpu, cuda, '
+                   'cuda:1, ...); clustering runs on the CPU')
     p.add_argument('--out', help='write the results as JSON here')
     return p.parse_args(argv)
 
@@ -49,6 +52,12 @@ def main(argv=None) -> int:
     import flsl_mm  # noqa: F401
     from flsl_mm.analysis import load_backbone
     from flsl_mm.analysis.probe_runner import ProbeSplit, demo_splits, run_probes
+    if args.device.startswith('cuda'):
+        import torch
+        if not torch.cuda.is_available():
+            print(f'error: --device {args.device}: torch sees no GPU here',
+                  file=sys.stderr)
+            return 2
     if args.checkpoint is None and not args.random_init:
         print('error: give a CHECKPOINT or --random-init', file=sys.stderr)
         return 2
@@ -67,7 +76,7 @@ def main(argv=None) -> int:
     backbone = load_backbone(args.config, args.checkpoint, student=args.student,
                              random_init=args.random_init, seed=args.seed)
     results = run_probes(backbone, train, val, num_classes, block=args.block,
-                         seed=args.seed)
+                         seed=args.seed, device=args.device)
     print(format_table(results))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ resumes where it stopped. See docs/benchmarks.md ("Does FLSL learn?").
 
     python tools/analysis/learning_study.py \
         configs/pretrain/flsl_vit-tiny-p16_1xb16-12e_demo-rc.py [--seeds 0 1 2]
-    # on a GPU: pretraining on CUDA in fp16 (probes stay on the CPU)
+    # on a GPU: pretraining on CUDA in fp16, probes (k-NN, linear) on CUDA too
     python tools/analysis/learning_study.py CONFIG --device cuda --amp
 """
 from __future__ import annotations
@@ -51,7 +51,8 @@ def parse_args(argv=None):
                    choices=list(VARIANTS) + ['random'])
     p.add_argument('--out-dir', default='work_dirs/learning_study')
     p.add_argument('--device', choices=['cpu', 'cuda'], default='cpu',
-                   help='where to pretrain (probes run on the CPU either way)')
+                   help='where to pretrain and probe (token extraction, k-NN and '
+                   'linear probes; clustering stays on the CPU)')
     p.add_argument('--amp', action='store_true',
                    help='fp16 pretraining (with --device cuda; tools/train.py --amp)')
     p.add_argument('--student', action='store_true',
@@ -142,11 +143,13 @@ def main(argv=None) -> int:
     def probe(tag, seed, extra, key, entry, step):
         probe_json = out / f'{key}_{tag}.json'
         cmd = ['tools/analysis/dense_probe.py', config, *extra, '--seed', str(seed),
-               '--data-root', data_root, '--out', str(probe_json)]
+               '--data-root', data_root, '--out', str(probe_json),
+               '--device', args.device]
         what = 'student probes' if key == 'probes_student' else \
             'random-init probes' if '--random-init' in extra else 'teacher probes'
         print(f'{step}: {what} ...', flush=True)
-        entry['seconds'][key] = run_tool(cmd, out / f'{key}_{tag}.log', REPO)[1]
+        entry['seconds'][key] = run_tool(cmd, out / f'{key}_{tag}.log', REPO,
+                                         cpu_only=args.device == 'cpu')[1]
         entry[key] = json.loads(probe_json.read_text())
         print(f'{step} {what}: ' + ', '.join(f'{k} {entry[key][k]:.4f}' for k in PROBES),
               flush=True)
