@@ -36,6 +36,30 @@ def final_values(rows: list[dict], keys: list[str] | None = None,
     return out
 
 
+def timing_summary(rows: list[dict], warmup: int = 2) -> dict:
+    """Speed of a run from its per-iteration rows (``LoggerHook`` interval 1,
+    window 1): median seconds per iteration and data wait over the rows after
+    ``warmup`` (all rows when there are not more than ``warmup + 1``), peak GPU
+    memory (mmengine's ``memory``, MiB, on CUDA), first / last loss."""
+    import math
+    import statistics
+    if not rows:
+        raise ValueError('no training iteration was logged')
+    timed = rows[warmup:] if len(rows) > warmup + 1 else rows
+    step = statistics.median(r['time'] for r in timed)
+    data = statistics.median(r.get('data_time', 0.0) for r in timed)
+    losses = [r['loss'] for r in rows]
+    out = dict(iters=len(rows), s_per_iter=round(step, 4),
+               it_per_s=round(1 / step, 3) if step > 0 else None,
+               data_wait_s=round(data, 4), loss_first=round(losses[0], 4),
+               loss_last=round(losses[-1], 4),
+               loss_finite=all(math.isfinite(x) for x in losses))
+    memory = [r['memory'] for r in rows if 'memory' in r]
+    if memory:
+        out['peak_mem_mib'] = max(memory)  # torch.cuda.max_memory_allocated
+    return out
+
+
 def plot_training_curves(runs: dict[str, str | Path] | str | Path,
                          out_png: str | Path, title: str | None = None) -> None:
     """Losses (first row) and monitors per iteration; ``runs`` maps a label to a

@@ -30,11 +30,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import re
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -116,30 +114,19 @@ def run_logged(cmd: list[str], log_path: Path, device: str,
 
 
 def summarise_log(work: Path, output: str) -> dict:
-    """Iterations/s, data wait, peak memory and loss from mmengine's per-iteration
-    scalars (``LoggerHook`` interval 1, window 1); the first two iterations are
-    warm-up and left out of the timing when there are more than three."""
-    from flsl_mm.analysis.training_log import read_scalars
-    rows = read_scalars(work)
-    if not rows:
+    """Iterations/s, data wait, peak memory and loss of the run in ``work``
+    (:func:`~flsl_mm.analysis.training_log.timing_summary`), and the ops line
+    ``tools/train.py`` printed."""
+    from flsl_mm.analysis.training_log import read_scalars, timing_summary
+    try:
+        result = timing_summary(read_scalars(work))
+    except ValueError:
         raise RuntimeError(f'{work}: the run logged no training iteration')
-    timed = rows[2:] if len(rows) > 3 else rows
-    step = statistics.median(r['time'] for r in timed)
-    data = statistics.median(r.get('data_time', 0.0) for r in timed)
-    losses = [r['loss'] for r in rows]
-    result = dict(iters=len(rows), s_per_iter=round(step, 4),
-                  it_per_s=round(1 / step, 3) if step > 0 else None,
-                  data_wait_s=round(data, 4), loss_first=round(losses[0], 4),
-                  loss_last=round(losses[-1], 4),
-                  loss_finite=all(math.isfinite(x) for x in losses))
-    memory = [r['memory'] for r in rows if 'memory' in r]
-    if memory:
-        result['peak_mem_mib'] = max(memory)  # torch.cuda.max_memory_allocated
     ops = re.search(r'^flsl_mm ops .*$', output, re.M)
     if ops:
         result['ops'] = ops.group(0)
     if not result['loss_finite']:
-        raise RuntimeError(f'non-finite loss in {work}: {losses}')
+        raise RuntimeError(f'non-finite loss in {work}: {result}')
     return result
 
 

@@ -49,12 +49,11 @@ class NonFiniteLossHook(Hook):
         """Read the buffered iterations' finiteness (one host read, and one
         all-reduce when distributed); raise for the first bad one."""
         pending, self._pending = self._pending, []
-        bad_here = torch.zeros(1, dtype=torch.int32)
-        flags = None
-        if pending:
-            flags = torch.stack([torch.logical_not(torch.isfinite(
-                losses['loss'].float())).any() for _, _, losses in pending])
-            bad_here = flags.any().to(torch.int32).reshape(1)
+        if not pending:  # every rank buffers the same iterations: all return
+            return
+        flags = torch.stack([torch.logical_not(torch.isfinite(
+            losses['loss'].float())).any() for _, _, losses in pending])
+        bad_here = flags.any().to(torch.int32).reshape(1)  # on the loss's device
         bad = bad_here.clone()
         if get_world_size() > 1:
             all_reduce(bad)  # sum: number of ranks with a non-finite loss
@@ -71,8 +70,8 @@ class NonFiniteLossHook(Hook):
             what = (f'non-finite loss {float(losses["loss"].float().mean()):.6g}'
                     f'{where}: {parts} at iteration {it + 1} (epoch {epoch + 1})')
         else:
-            what = f'non-finite loss on another process{where}' + (
-                f' by iteration {pending[-1][0] + 1}' if pending else '')
+            what = (f'non-finite loss on another process{where} by iteration '
+                    f'{pending[-1][0] + 1}')
         raise FloatingPointError(
             f'{what}. Training stopped; lower the lr, check the teacher '
             'temperature warm-up, or resume from the last checkpoint.')
