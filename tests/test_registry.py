@@ -11,6 +11,7 @@ COMPONENTS = [
     ('HOOKS', 'FLSLScheduleHook'), ('HOOKS', 'FLSLTeacherUpdateHook'),
     ('HOOKS', 'FreezeLastLayerHook'), ('HOOKS', 'PerParamGradClipHook'),
     ('HOOKS', 'NonFiniteLossHook'), ('HOOKS', 'RNGStateHook'),
+    ('HOOKS', 'DeferredRuntimeInfoHook'),
     ('DATASETS', 'DemoImageDataset'), ('DATASETS', 'DemoCocoDataset'),
     ('DATASETS', 'DemoSegDataset'),
     ('DATASETS', 'UAVDTDataset'), ('DATASETS', 'UAVDTDemoDataset'),
