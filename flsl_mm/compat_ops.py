@@ -22,10 +22,9 @@ to mmcv or to torchvision according to ``FLSL_MM_OPS``:
 Kernel semantics kept (``docs/compat.md``): nms keeps boxes whose IoU with a kept,
 higher-scored box is not above the threshold (``IoU > thr`` suppresses), indices in
 decreasing score order, tied scores visited in mmcv's order, ``offset=1`` boxes as
-``x2 + 1, y2 + 1``; roi_align with
-rois ``(batch_idx, x1, y1, x2, y2)``, ``aligned=True`` half-pixel shift,
-``sampling_ratio=0`` adaptive grid, ``avg`` pooling (torchvision has no ``max``
-mode: refused with a message).
+``x2 + 1, y2 + 1``; roi_align with rois ``(batch_idx, x1, y1, x2, y2)``,
+``aligned=True`` half-pixel shift, ``sampling_ratio=0`` adaptive grid, ``avg``
+pooling (torchvision has no ``max`` mode: refused with a message).
 
 This file imports only torch, torchvision and mmcv so that ``tools/install.py``
 can load it on its own to report the ops path.
