@@ -115,15 +115,20 @@ def test_imagenet_folder_with_or_without_class_folders(tmp_path, nested):
 
 
 PRETRAIN = [c for c in CONFIGS if c.startswith('configs/pretrain/')]
-FLSL_HOOKS = {'FLSLScheduleHook', 'FLSLTeacherUpdateHook', 'FreezeLastLayerHook',
-              'PerParamGradClipHook', 'NonFiniteLossHook', 'RNGStateHook'}
+COMMON_HOOKS = {'FLSLTeacherUpdateHook', 'FreezeLastLayerHook',
+                'PerParamGradClipHook', 'NonFiniteLossHook', 'RNGStateHook'}
+HOOKS_OF = {'FLSL': COMMON_HOOKS | {'FLSLScheduleHook'},
+            'DINO': COMMON_HOOKS | {'DINOScheduleHook'}}
 
 
 @pytest.mark.parametrize('path', PRETRAIN)
 def test_flsl_hooks_are_named_default_hooks(path, tmp_path):
-    """A child config that sets custom_hooks, or changes one FLSL hook, keeps all
-    of them (mmengine merges default_hooks by key, replaces lists)."""
+    """A child config that sets custom_hooks, or changes one FLSL / DINO hook,
+    keeps all of them (mmengine merges default_hooks by key, replaces lists)."""
     cfg = Config.fromfile(str(ROOT / path))
+    FLSL_HOOKS = HOOKS_OF[cfg.model.type]
+    assert not HOOKS_OF['FLSL'] ^ HOOKS_OF['DINO'] <= {
+        h.type for h in cfg.default_hooks.values()}  # not both schedule hooks
     assert FLSL_HOOKS <= {h.type for h in cfg.default_hooks.values()}
     assert not any(h.get('type') in FLSL_HOOKS for h in cfg.get('custom_hooks', []))
     child = tmp_path / 'child.py'
@@ -135,6 +140,76 @@ def test_flsl_hooks_are_named_default_hooks(path, tmp_path):
     assert FLSL_HOOKS <= types and cfg.default_hooks.grad_clip.max_norm == 1.0
 
 
+def test_published_dino_settings():
+    """main_dino.py's ViT-S/16 setting (docs/dino.md), 10 local crops."""
+    cfg = Config.fromfile(str(ROOT / 'configs/pretrain/'
+                              'dino_vit-small-p16_8xb64-100e_in1k.py'))
+    assert cfg.model.type == 'DINO'
+    bb = cfg.model.backbone
+    assert (bb.arch, bb.patch_size, bb.drop_path_rate) == ('small', 16, 0.1)
+    assert bb.with_cls_token and bb.pos_embed_type == 'learnable'
+    assert bb.out_type == 'cls_token'
+    head = cfg.model.head
+    assert (head.out_channels, head.hidden_channels, head.bottleneck_channels,
+            head.num_layers, head.use_bn, head.norm_last_layer) == (
+                65536, 2048, 256, 3, False, True)
+    loss = cfg.model.loss
+    assert (loss.student_temp, loss.teacher_temp, loss.warmup_teacher_temp,
+            loss.warmup_teacher_temp_epochs, loss.center_momentum) == (
+                0.1, 0.04, 0.04, 0, 0.9)
+    assert cfg.model.teacher_momentum == 0.004 and cfg.model.teacher_end_momentum == 0
+    assert cfg.train_dataloader.batch_size == 64 and cfg.train_cfg.max_epochs == 100
+    assert cfg.train_dataloader.drop_last is True
+    assert cfg.optim_wrapper.optimizer.lr == pytest.approx(5e-4 * 512 / 256)
+    assert cfg.optim_wrapper.optimizer.weight_decay == 0.04
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'  # use_fp16 True
+    warm, cos, wd = cfg.param_scheduler
+    assert warm.end == 10 and cos.eta_min == 1e-6 and cos.end == 100
+    assert wd.eta_min_ratio == 10.0 and wd.T_max == 100  # 0.04 -> 0.4
+    crops = cfg.train_dataloader.dataset.pipeline[1]
+    assert crops.type == 'DINOMultiCrop'
+    assert (crops.global_size, crops.local_size, crops.num_local_crops) == (224, 96, 10)
+    assert tuple(crops.global_scale) == (0.4, 1.0)
+    assert tuple(crops.local_scale) == (0.05, 0.4)
+    hooks = {h.type: h for h in cfg.default_hooks.values()}
+    assert 'FLSLScheduleHook' not in hooks
+    assert hooks['PerParamGradClipHook'].max_norm == 3.0
+    assert hooks['FreezeLastLayerHook'].freeze_last_layer == 1
+
+
+def test_dino_demo_configs_keep_the_method():
+    """The DINO demo and study configs scale sizes and schedule lengths only; the
+    study's DINO arm has the FLSL arm's data, batch, lr, epochs and head."""
+    pub = Config.fromfile(str(ROOT / 'configs/pretrain/'
+                              'dino_vit-small-p16_8xb64-100e_in1k.py'))
+    for name in ('dino_vit-tiny-p16_demo.py', 'dino_vit-tiny-p16_1xb64-10e_demo-rc.py'):
+        cfg = Config.fromfile(str(ROOT / 'configs/pretrain' / name))
+        assert cfg.model.loss == pub.model.loss, name
+        for key in ('teacher_momentum', 'teacher_end_momentum'):
+            assert cfg.model[key] == pub.model[key], key
+        bb = cfg.model.backbone
+        assert bb.with_cls_token and bb.pos_embed_type == 'learnable'
+        assert cfg.model.head.norm_last_layer is True
+        crops = cfg.train_dataloader.dataset.pipeline[1]
+        assert crops.num_local_crops == 10 and tuple(crops.global_scale) == (0.4, 1.0)
+        assert cfg.default_hooks.loss_schedule.type == 'DINOScheduleHook'
+    dino = Config.fromfile(str(ROOT / 'configs/pretrain/'
+                               'dino_vit-tiny-p16_1xb64-10e_demo-rc.py'))
+    flsl = Config.fromfile(str(ROOT / 'configs/pretrain/'
+                               'flsl_vit-tiny-p16_1xb64-10e_demo-rc.py'))
+    assert dino.train_dataloader.dataset.data_root == \
+        flsl.train_dataloader.dataset.data_root
+    assert dino.train_dataloader.dataset.demo_kwargs == \
+        flsl.train_dataloader.dataset.demo_kwargs
+    assert dino.train_dataloader.batch_size == flsl.train_dataloader.batch_size
+    assert dino.optim_wrapper.optimizer.lr == flsl.optim_wrapper.optimizer.lr
+    assert dino.train_cfg.max_epochs == flsl.train_cfg.max_epochs
+    assert dino.param_scheduler == flsl.param_scheduler
+    for key in ('out_channels', 'hidden_channels', 'bottleneck_channels'):
+        assert dino.model.head[key] == flsl.model.head[key], key
+    assert dino.model.backbone.arch == flsl.model.backbone.arch == 'tiny'
+
+
 def test_teacher_temperature_comes_from_the_loss_config():
     """tau_t has one place (model.loss); a value set there is the one trained with."""
     from types import SimpleNamespace
@@ -144,7 +219,7 @@ def test_teacher_temperature_comes_from_the_loss_config():
     cfg.model.loss.warmup_teacher_temp = 0.02
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         model = MODELS.build(cfg.model)
-    hook = FLSLScheduleHook(**{k: v for k, v in cfg.default_hooks.flsl_schedule.items()
+    hook = FLSLScheduleHook(**{k: v for k, v in cfg.default_hooks.loss_schedule.items()
                                if k != 'type'})
 
     class Hub:
@@ -204,7 +279,7 @@ def test_learning_study_configs_keep_the_method(name):
     for key in ('beta_sa', 'beta_ca', 'teacher_momentum', 'teacher_end_momentum'):
         assert cfg.model[key] == pub.model[key], key
     assert cfg.model.head.norm_last_layer is True
-    assert cfg.default_hooks.keys() >= {'flsl_schedule', 'teacher_update',
+    assert cfg.default_hooks.keys() >= {'loss_schedule', 'teacher_update',
                                         'freeze_last_layer', 'grad_clip'}
     view = cfg.train_dataloader.dataset.pipeline[1]
     assert (view.teacher_scale, view.student_scale) == ((0.8, 1.0), (0.5, 1.0))

@@ -73,7 +73,8 @@ def load_backbone_weights(backbone: FLSLViT, checkpoint: str,
 
 def load_backbone(config: str, checkpoint: str | None = None, student: bool = False,
                   random_init: bool = False, seed: int = 0) -> FLSLViT:
-    """The (teacher, by default) backbone of an FLSL pretraining config.
+    """The (teacher, by default) backbone of an FLSL or DINO pretraining config,
+    for dense use: patch tokens only (a DINO class token is dropped).
 
     The backbone carries ``input_norm`` (:class:`InputNorm` of the config's data
     preprocessor); its patch size is the config's. ``random_init`` (or no
@@ -82,11 +83,13 @@ def load_backbone(config: str, checkpoint: str | None = None, student: bool = Fa
     """
     from mmpretrain.registry import MODELS
     cfg = Config.fromfile(config)
-    if cfg.model.get('type') != 'FLSL':
-        raise ValueError(f'{config}: not an FLSL pretraining config '
+    if cfg.model.get('type') not in ('FLSL', 'DINO'):
+        raise ValueError(f'{config}: not an FLSL or DINO pretraining config '
                          f"(model type {cfg.model.get('type')!r})")
     torch.manual_seed(seed)
-    backbone_cfg = dict(cfg.model.backbone, drop_path_rate=0.0, out_type='tokens')
+    # patch tokens only: a DINO class token is dropped (as by the converter)
+    backbone_cfg = dict(cfg.model.backbone, drop_path_rate=0.0, out_type='tokens',
+                        with_cls_token=False)
     backbone_cfg.pop('init_cfg', None)
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         backbone = MODELS.build(backbone_cfg)

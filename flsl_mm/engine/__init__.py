@@ -1,5 +1,5 @@
 from .hooks.deferred_runtime_info_hook import DeferredRuntimeInfoHook
-from .hooks.flsl_schedule_hook import FLSLScheduleHook
+from .hooks.flsl_schedule_hook import DINOScheduleHook, FLSLScheduleHook
 from .hooks.grad_hooks import FreezeLastLayerHook, PerParamGradClipHook
 from .hooks.non_finite_loss_hook import NonFiniteLossHook
 from .hooks.rng_state_hook import RNGStateHook
@@ -8,7 +8,7 @@ from .optimizers import (FLSLOptimWrapperConstructor,
                          LayerDecayOptimWrapperConstructor)
 
 __all__ = [
-    'DeferredRuntimeInfoHook', 'FLSLScheduleHook', 'FreezeLastLayerHook', 'PerParamGradClipHook',
+    'DeferredRuntimeInfoHook', 'FLSLScheduleHook', 'DINOScheduleHook', 'FreezeLastLayerHook', 'PerParamGradClipHook',
     'NonFiniteLossHook', 'RNGStateHook', 'FLSLTeacherUpdateHook',
     'LayerDecayOptimWrapperConstructor', 'FLSLOptimWrapperConstructor'
 ]

@@ -63,6 +63,30 @@ def test_schedule_hook_sets_model_attributes():
     assert model.monitors_due is True
 
 
+def test_dino_schedule_hook_moves_tau_t_per_epoch_only():
+    from flsl_mm.engine import DINOScheduleHook
+    from flsl_mm.models import DINOLoss
+    loss = DINOLoss(out_dim=4, teacher_temp=0.07, warmup_teacher_temp=0.04,
+                    warmup_teacher_temp_epochs=3)
+    served = []
+    model = SimpleNamespace(loss_module=loss, schedule_applied=lambda: served.append(1),
+                            monitor_every_iter=False)
+    runner = SimpleNamespace(model=model, iter=0, max_iters=10, epoch=0,
+                             message_hub=_Hub(), hooks=[])
+    hook = DINOScheduleHook()
+    hook.before_train(runner)
+    for epoch, temp in ((0, 0.04), (1, 0.055), (2, 0.07), (9, 0.07)):
+        runner.epoch = epoch
+        hook.before_train_iter(runner, 0)
+        assert loss.current_teacher_temp == pytest.approx(temp)
+        assert runner.message_hub.scalars['train/teacher_temp'] == pytest.approx(temp)
+    assert len(served) == 4 and 'train/upsilon' not in runner.message_hub.scalars
+    # FLSL's cosine schedules have nothing to act on in DINO: refused, not ignored
+    for kw in (dict(start_intraview=1.0), dict(start_beta_sa=0.1)):
+        with pytest.raises(ValueError, match='has no (upsilon|beta_sa) to schedule'):
+            FLSLScheduleHook(**kw).before_train(runner)
+
+
 def test_schedule_hook_takes_no_teacher_temperature():
     # it used to overwrite the loss's teacher_temp with its own argument
     with pytest.raises(TypeError):

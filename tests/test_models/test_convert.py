@@ -177,3 +177,47 @@ def test_dropped_keys_are_summarised_by_group():
     _, conv = convert_for_detection(ckpt, ARCH, 16, student=True)
     groups = summarise_dropped(conv.dropped, conv.source_format, student=True)
     assert groups['teacher backbone'] == n_backbone
+
+
+def _dino_checkpoint():
+    from flsl_mm.models import DINO
+    torch.manual_seed(0)
+    model = DINO(backbone=dict(type='FLSLViT', arch=ARCH, with_cls_token=True,
+                               pos_embed_type='learnable', out_type='cls_token'),
+                 head=dict(type='FLSLHead', in_channels=192, out_channels=32,
+                           hidden_channels=16, bottleneck_channels=8))
+    with torch.no_grad():
+        for p in model.teacher.module.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    return model, dict(state_dict=model.state_dict(), meta=dict(epoch=1))
+
+
+def test_dino_checkpoint_class_token_dropped_patch_path_kept():
+    """A DINO pretraining checkpoint converts like an FLSL one: the teacher's
+    backbone, its class token and the token's position slot dropped; the dense
+    backbone computes the teacher's blocks on the patch tokens with the learned
+    patch position embedding."""
+    from flsl_mm.models import resize_pos_embed
+    model, ckpt = _dino_checkpoint()
+    assert detect_format(ckpt) == 'flsl_mm'
+    out, conv = convert_for_detection(ckpt, ARCH, 16)
+    state = {k[len('backbone.'):]: v for k, v in out['state_dict'].items()}
+    assert 'cls_token' not in state
+    teacher = model.teacher.module.backbone
+    torch.testing.assert_close(state['pos_embed'], teacher.pos_embed[:, 1:])
+    assert 'cls_token' in conv.dropped
+    assert 'pos_embed[:, 0] (class token slot)' in conv.dropped
+    dense = _dense(state)  # the detection backbone: fixed buffer, no class token
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        tokens = teacher.patch_embed(x) + resize_pos_embed(teacher.pos_embed[:, 1:],
+                                                           14, (4, 6))
+        maps = {}
+        for i, blk in enumerate(teacher.blocks):
+            tokens = blk(tokens)
+            maps[i] = tokens.transpose(1, 2).reshape(1, 192, 4, 6)
+    for i, got in zip(dense.out_indices, _features(dense, x)):
+        torch.testing.assert_close(got, maps[i])
+    from flsl_mm.models.utils.convert import summarise_dropped
+    groups = summarise_dropped(conv.dropped, conv.source_format)
+    assert groups['class token'] == 1 and groups['class-token position slot'] == 1

@@ -92,3 +92,53 @@ def test_featmap_mode_has_no_unused_parameters():
     unused = [n for n, p in vit.named_parameters()
               if p.requires_grad and p.grad is None]
     assert unused == []
+
+
+def test_dino_class_token_and_learned_position_embedding():
+    """DINO's ViT: class token first, its position slot unchanged by resizing,
+    the normalised class token out; patch tokens alone in 'tokens' mode."""
+    torch.manual_seed(0)
+    model = FLSLViT(arch='tiny', with_cls_token=True, pos_embed_type='learnable',
+                    out_type='cls_token').eval()
+    names = dict(model.named_parameters())
+    assert names['cls_token'].shape == (1, 1, 192)
+    assert names['pos_embed'].shape == (1, 1 + 196, 192)
+    assert 0.015 < model.pos_embed.std().item() < 0.025  # trunc-normal .02
+    x = torch.randn(2, 3, 64, 96)
+    tokens, (h, w) = model.prepare_tokens(x)
+    assert (h, w) == (4, 6) and tokens.shape == (2, 1 + 24, 192)
+    pe = model.interpolate_pos_encoding(4, 6)
+    torch.testing.assert_close(pe[:, 0], model.pos_embed[:, 0])
+    torch.testing.assert_close(pe[:, 1:], resize_pos_embed(model.pos_embed[:, 1:],
+                                                           14, (4, 6)))
+    torch.testing.assert_close(tokens[:, 0], (model.cls_token + model.pos_embed[:, :1])
+                               .expand(2, -1, -1)[:, 0])
+    with torch.no_grad():
+        ref = tokens
+        for blk in model.blocks:
+            ref = blk(ref)
+        ref = model.norm(ref)
+        torch.testing.assert_close(model(x), ref[:, 0])
+        model.out_type = 'tokens'
+        torch.testing.assert_close(model(x), ref[:, 1:])
+    dense = FLSLViT(arch='tiny', with_cls_token=True, out_type='featmap',
+                    final_norm=False, out_indices=(11,))
+    assert dense(x)[0].shape == (2, 192, 4, 6)
+    # a fixed sin-cos embedding with a class token: zero class slot, patch slots
+    # as without one
+    fixed = FLSLViT(arch='tiny', with_cls_token=True)
+    assert fixed.pos_embed.shape == (1, 197, 192) and 'pos_embed' not in dict(
+        fixed.named_parameters())
+    torch.testing.assert_close(fixed.pos_embed[0, 0], torch.zeros(192))
+    torch.testing.assert_close(fixed.pos_embed[0, 1:], get_2d_sincos_pos_embed(192, 14))
+
+
+def test_class_token_options_are_checked():
+    with pytest.raises(ValueError, match='needs with_cls_token=True'):
+        FLSLViT(arch='tiny', out_type='cls_token')
+    with pytest.raises(ValueError, match="'sincos' or 'learnable'"):
+        FLSLViT(arch='tiny', pos_embed_type='rope')
+    frozen = FLSLViT(arch='tiny', with_cls_token=True, pos_embed_type='learnable',
+                     frozen_stages=1)
+    assert not frozen.cls_token.requires_grad and not frozen.pos_embed.requires_grad
+    assert frozen.get_layer_depth('cls_token')[0] == 0

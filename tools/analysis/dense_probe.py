@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('config', help='FLSL pretraining config')
+    p.add_argument('config', help='FLSL or DINO pretraining config')
     p.add_argument('checkpoint', nargs='?', help='pretraining checkpoint')
     p.add_argument('--random-init', action='store_true',
                    help='probe the randomly initialised backbone')

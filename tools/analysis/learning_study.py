@@ -1,11 +1,15 @@
 #!/usr/bin/env python
-"""Does FLSL learn? Pretrain a config over several seeds, with ablations, probe each
-teacher densely and compare with the random-init backbone of the same seeds.
+"""Does FLSL learn? Pretrain a config over several seeds, with ablations and the DINO
+baseline, probe each teacher densely and compare with the random-init backbone of
+the same seeds.
 
 For every seed: FLSL (the config as it is), upsilon = 0 (no intra-view term),
-gamma = 0 (no VMR), each pretrained with ``tools/train.py`` and probed with
-``tools/analysis/dense_probe.py``; the random-init backbone is probed with the same
-seeds. Writes, to --out-dir:
+gamma = 0 (no VMR), DINO (``--dino-config``: DINO at the same budget), each
+pretrained with ``tools/train.py`` and probed with
+``tools/analysis/dense_probe.py``; the random-init backbones (``random``: the FLSL
+config's ViT, fixed sin-cos position embedding; ``random-dino``: DINO's, learned
+position embedding at its random init) are probed with the same seeds. Writes, to
+--out-dir:
 
   results.json   every run's probe values (teacher; --student: the student too),
                  final monitors and wall time
@@ -34,11 +38,17 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 from flsl_mm.utils.tool_runner import last_checkpoint, run_tool  # noqa: E402
 
+# pretraining arms: the config they use ('flsl': the study's config, 'dino':
+# --dino-config) and their overrides of it
 VARIANTS = {
-    'flsl': [],
-    'upsilon=0': ['model.loss.upsilon=0.0'],
-    'gamma=0': ['model.loss.gamma=0.0'],
+    'flsl': ('flsl', []),
+    'upsilon=0': ('flsl', ['model.loss.upsilon=0.0']),
+    'gamma=0': ('flsl', ['model.loss.gamma=0.0']),
+    'dino': ('dino', []),
 }
+# random-init arms (probed, not trained): the backbone of that config, same seed
+RANDOM = {'random': 'flsl', 'random-dino': 'dino'}
+DINO_CONFIG = 'configs/pretrain/dino_vit-tiny-p16_1xb64-10e_demo-rc.py'
 PROBES = ['knn_miou', 'linear_miou', 'cluster_miou', 'bbox_knn_top1@20']
 
 
@@ -47,8 +57,11 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('config', help='FLSL pretraining config (demo data set)')
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    p.add_argument('--variants', nargs='+', default=list(VARIANTS) + ['random'],
-                   choices=list(VARIANTS) + ['random'])
+    p.add_argument('--variants', nargs='+', default=list(VARIANTS) + list(RANDOM),
+                   choices=list(VARIANTS) + list(RANDOM))
+    p.add_argument('--dino-config', default=DINO_CONFIG,
+                   help='DINO pretraining config of the dino / random-dino arms '
+                   '(the same data as the study config)')
     p.add_argument('--out-dir', default='work_dirs/learning_study')
     p.add_argument('--device', choices=['cpu', 'cuda'], default='cpu',
                    help='where to pretrain and probe (token extraction, k-NN and '
@@ -66,14 +79,16 @@ def parse_args(argv=None):
 def summarise(results: dict, seeds: list[int], key: str = 'probes') -> str:
     """Markdown table: mean +- std per variant, margin over random in spreads.
     ``key`` is ``'probes'`` (teachers) or ``'probes_student'``; random init has
-    one backbone (teacher = student at initialisation) and always uses ``probes``."""
+    one backbone (teacher = student at initialisation) and always uses ``probes``.
+    Every trained variant is compared with ``random`` (the FLSL config's init)."""
+    def key_of(v):
+        return 'probes' if v in RANDOM else key
+
     def vals_of(v, probe):
-        k = 'probes' if v == 'random' else key
-        return [results[v][str(s)][k][probe] for s in seeds]
+        return [results[v][str(s)][key_of(v)][probe] for s in seeds]
 
     variants = [v for v in results
-                if all(str(s) in results[v] and
-                       ('probes' if v == 'random' else key) in results[v][str(s)]
+                if all(str(s) in results[v] and key_of(v) in results[v][str(s)]
                        for s in seeds)]
     lines = ['| probe | ' + ' | '.join(variants) + ' |',
              '|---|' + '---|' * len(variants)]
@@ -92,7 +107,7 @@ def summarise(results: dict, seeds: list[int], key: str = 'probes') -> str:
         for probe in PROBES:
             r_mean, r_sd = stats['random', probe]
             for v in variants:
-                if v == 'random':
+                if v in RANDOM:
                     continue
                 mean, sd = stats[v, probe]
                 spread = max(sd, r_sd)
@@ -123,7 +138,18 @@ def main(argv=None) -> int:
     out = (REPO / args.out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     config = str(Path(args.config).resolve())
-    study = dict(config=config, cfg_options=args.cfg_options, amp=args.amp)
+    configs = dict(flsl=config, dino=str((REPO / args.dino_config).resolve()))
+    if any(VARIANTS.get(v, (RANDOM.get(v),))[0] == 'dino' for v in args.variants):
+        dino_cfg = Config.fromfile(configs['dino'])
+        if dino_cfg.model.get('type') != 'DINO':
+            raise SystemExit(f'--dino-config {args.dino_config}: not a DINO config')
+        dino_data = str((REPO / dino_cfg.train_dataloader.dataset.data_root).resolve())
+        if dino_data != data_root:
+            raise SystemExit(f'--dino-config {args.dino_config} trains on {dino_data}, '
+                             f'the study config on {data_root}: the arms must see '
+                             'the same data')
+    study = dict(config=config, dino_config=configs['dino'],
+                 cfg_options=args.cfg_options, amp=args.amp)
     study_file = out / 'study.json'
     if study_file.exists():
         before = json.loads(study_file.read_text())
@@ -140,9 +166,10 @@ def main(argv=None) -> int:
         tmp.write_text(json.dumps(results, indent=1))
         tmp.replace(results_file)
 
-    def probe(tag, seed, extra, key, entry, step):
+    def probe(tag, seed, extra, key, entry, step, arm='flsl'):
         probe_json = out / f'{key}_{tag}.json'
-        cmd = ['tools/analysis/dense_probe.py', config, *extra, '--seed', str(seed),
+        cmd = ['tools/analysis/dense_probe.py', configs[arm], *extra,
+               '--seed', str(seed),
                '--data-root', data_root, '--out', str(probe_json),
                '--device', args.device]
         what = 'student probes' if key == 'probes_student' else \
@@ -161,28 +188,31 @@ def main(argv=None) -> int:
         entry = results.get(variant, {}).get(str(seed))
         if entry is not None:
             print(f'{step}: done before, kept')
-        elif variant == 'random':
+        elif variant in RANDOM:
             entry = dict(seconds={})
-            probe(tag, seed, ['--random-init'], 'probes', entry, step)
+            probe(tag, seed, ['--random-init'], 'probes', entry, step,
+                  RANDOM[variant])
         else:
+            arm, overrides = VARIANTS[variant]
             entry = dict(seconds={})
             work = out / tag
             print(f'{step}: pretrain ...', flush=True)
-            cmd = ['tools/train.py', config, '--work-dir', str(work)]
+            cmd = ['tools/train.py', configs[arm], '--work-dir', str(work)]
             cmd += ['--amp'] if args.amp else []
             cmd += ['--cfg-options', f'randomness.seed={seed}',
-                    *VARIANTS[variant], *args.cfg_options]
+                    *overrides, *args.cfg_options]
             entry['seconds']['pretrain'] = run_tool(
                 cmd, out / f'pretrain_{tag}.log', REPO,
                 cpu_only=args.device == 'cpu')[1]
             entry['checkpoint'] = str(last_checkpoint(work))
             entry['monitors'] = final_values(read_scalars(work))
-            probe(tag, seed, [entry['checkpoint']], 'probes', entry, step)
+            probe(tag, seed, [entry['checkpoint']], 'probes', entry, step, arm)
         results.setdefault(variant, {})[str(seed)] = entry
         save()
-        if args.student and variant != 'random' and 'probes_student' not in entry:
+        if args.student and variant in VARIANTS and 'probes_student' not in entry:
             ckpt = entry.get('checkpoint') or str(last_checkpoint(out / tag))
-            probe(tag, seed, [ckpt, '--student'], 'probes_student', entry, step)
+            probe(tag, seed, [ckpt, '--student'], 'probes_student', entry, step,
+                  VARIANTS[variant][0])
             save()
     for variant in results:
         works = {f'seed {s}': out / f'{variant}_seed{s}' for s in args.seeds

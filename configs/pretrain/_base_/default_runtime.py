@@ -12,7 +12,7 @@ default_hooks = dict(
     # mmengine's RuntimeInfoHook reads every output on the host every iteration;
     # this one buffers them on the device until a logged iteration (same logs)
     runtime_info=dict(type='DeferredRuntimeInfoHook'),
-    flsl_schedule=dict(type='FLSLScheduleHook'),
+    loss_schedule=dict(type='FLSLScheduleHook'),
     teacher_update=dict(type='FLSLTeacherUpdateHook'),
     freeze_last_layer=dict(type='FreezeLastLayerHook', freeze_last_layer=1),
     grad_clip=dict(type='PerParamGradClipHook', max_norm=3.0),

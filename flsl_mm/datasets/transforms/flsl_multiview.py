@@ -6,10 +6,11 @@ from typing import Sequence
 
 import numpy as np
 from mmcv.transforms import BaseTransform
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image
 from torchvision import transforms as T
 
 from flsl_mm.registry import TRANSFORMS
+from .photometric import color_distortion, gaussian_blur, solarize
 from .query_mask import query_mask
 
 
@@ -22,25 +23,15 @@ class _PhotometricAug:
 
     def __init__(self, blur_p_a: float = 0.5, blur_p_b: float = 0.1,
                  solarize_p: float = 0.2) -> None:
-        self.color = T.Compose([
-            T.RandomApply([T.ColorJitter(0.4, 0.4, 0.2, 0.1)], p=0.8),
-            T.RandomGrayscale(p=0.2)])
+        self.color = color_distortion()
         self.blur_p_a, self.blur_p_b, self.solarize_p = blur_p_a, blur_p_b, solarize_p
-
-    @staticmethod
-    def _blur(img: Image.Image, p: float) -> Image.Image:
-        if random.random() > p:
-            return img
-        return img.filter(ImageFilter.GaussianBlur(radius=random.uniform(0.1, 2.0)))
 
     def __call__(self, img: Image.Image) -> Image.Image:
         img = self.color(img)
         if random.random() < 0.5:
-            return self._blur(img, self.blur_p_a)
-        img = self._blur(img, self.blur_p_b)
-        if random.random() < self.solarize_p:
-            img = ImageOps.solarize(img)
-        return img
+            return gaussian_blur(img, self.blur_p_a)
+        img = gaussian_blur(img, self.blur_p_b)
+        return solarize(img, self.solarize_p)
 
 
 @TRANSFORMS.register_module()

@@ -51,8 +51,16 @@ class FLSLScheduleHook(Hook):
 
     def before_train(self, runner) -> None:
         model = self._model(runner)
-        self._final = dict(upsilon=model.loss_module.upsilon,
-                           beta_sa=model.beta_sa, beta_ca=model.beta_ca)
+        self._final = {}
+        for name, start in (('upsilon', self.start_intraview),
+                            ('beta_sa', self.start_beta_sa),
+                            ('beta_ca', self.start_beta_ca)):
+            owner = model.loss_module if name == 'upsilon' else model
+            if start is not None and not hasattr(owner, name):
+                raise ValueError(f'{type(self).__name__}: {type(model).__name__} has '
+                                 f'no {name} to schedule (remove the start value)')
+            if hasattr(owner, name):
+                self._final[name] = getattr(owner, name)
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         model = self._model(runner)
@@ -74,4 +82,17 @@ class FLSLScheduleHook(Hook):
             runner, batch_idx)
         runner.message_hub.update_scalar('train/teacher_temp',
                                          model.loss_module.current_teacher_temp)
-        runner.message_hub.update_scalar('train/upsilon', model.loss_module.upsilon)
+        if 'upsilon' in self._final:
+            runner.message_hub.update_scalar('train/upsilon',
+                                             model.loss_module.upsilon)
+
+
+@HOOKS.register_module()
+class DINOScheduleHook(FLSLScheduleHook):
+    """DINO's per-epoch schedule: tau_t (``DINOLoss``'s warm-up), moved to
+    ``runner.epoch`` before every iteration. lr, weight decay and the EMA
+    momentum are per-iteration schedules of the optimiser / teacher, as in FLSL.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()

@@ -1,22 +1,19 @@
 """The FLSL self-supervised algorithm (student/teacher, mean-shift, loss)."""
 from __future__ import annotations
 
-import copy
 from typing import Sequence
 
 import torch
-import torch.nn as nn
-from mmpretrain.models.selfsup import BaseSelfSupervisor
 from mmpretrain.structures import DataSample
 
 from flsl_mm.registry import MODELS
 from ..utils import monitors as mon
 from ..utils.mean_shift import mean_shift
-from .teacher_ema import TeacherEMA
+from .student_teacher import StudentTeacher
 
 
 @MODELS.register_module()
-class FLSL(BaseSelfSupervisor):
+class FLSL(StudentTeacher):
     """FLSL: Feature-Level Self-supervised Learning (Su et al., NeurIPS 2023).
 
     Inputs (from :class:`FLSLMultiView` + ``SelfSupDataPreprocessor``): a list of
@@ -31,12 +28,8 @@ class FLSL(BaseSelfSupervisor):
       same image (broadcast, never copied per view).
     * Loss = :class:`FLSLLoss` on ``(q, m_sa, g_s(m_sa), g_t(m_ca))``.
 
-    The teacher is updated by :meth:`update_teacher`, called by
-    :class:`FLSLTeacherUpdateHook` after every optimiser step, and the schedules
-    are set by :class:`FLSLScheduleHook` before every iteration. Both hooks are
-    needed for correctness, so the model checks that they ran: a second training
-    :meth:`loss` call without a teacher update (or without a schedule step) in
-    between raises ``RuntimeError`` naming the missing hook.
+    The EMA teacher and the hooks it needs are those of :class:`StudentTeacher`;
+    the schedules (tau_t, upsilon, beta) are set by :class:`FLSLScheduleHook`.
 
     Args:
         backbone, head, loss: configs of the student's backbone and head, and of
@@ -51,6 +44,8 @@ class FLSL(BaseSelfSupervisor):
         monitor_every_iter: compute them on every training iteration instead.
     """
 
+    scheduled = 'tau_t / upsilon / beta'
+
     def __init__(self,
                  backbone: dict,
                  head: dict,
@@ -64,6 +59,9 @@ class FLSL(BaseSelfSupervisor):
                  data_preprocessor: dict | None = None,
                  init_cfg: dict | None = None) -> None:
         super().__init__(backbone=backbone, head=head,
+                         teacher_momentum=teacher_momentum,
+                         teacher_end_momentum=teacher_end_momentum,
+                         monitors=monitors, monitor_every_iter=monitor_every_iter,
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         loss = dict(loss or {})
         loss.setdefault('type', 'FLSLLoss')
@@ -71,69 +69,6 @@ class FLSL(BaseSelfSupervisor):
         self.loss_module = MODELS.build(loss)
         self.beta_sa = beta_sa
         self.beta_ca = beta_ca
-        self.monitors = monitors
-        self.monitor_every_iter = monitor_every_iter
-        self.monitors_due = True  # set per iteration by FLSLScheduleHook
-
-        teacher_backbone_cfg = copy.deepcopy(backbone)
-        teacher_backbone_cfg['drop_path_rate'] = 0.0
-        teacher_backbone_cfg.pop('init_cfg', None)
-        teacher = nn.ModuleDict(dict(backbone=MODELS.build(teacher_backbone_cfg),
-                                     head=MODELS.build(copy.deepcopy(head))))
-        self.teacher = TeacherEMA(teacher, momentum=teacher_momentum,
-                                  end_momentum=teacher_end_momentum)
-        self.sync_teacher()
-        # training loss() calls since the hook last served the model
-        self._calls_since = {'FLSLTeacherUpdateHook': 0, 'FLSLScheduleHook': 0}
-
-    # --------------------------------------------------------------- teacher
-    def _student(self) -> nn.ModuleDict:
-        """The student seen with the teacher's parameter names (not registered)."""
-        student = nn.ModuleDict()
-        # ModuleDict.__setitem__ would register; bypass to keep it a view.
-        student._modules['backbone'] = self.backbone
-        student._modules['head'] = self.head
-        return student
-
-    @torch.no_grad()
-    def sync_teacher(self) -> None:
-        """Teacher := student (at construction and after loading student weights)."""
-        self.teacher.module.load_state_dict(self._student().state_dict())
-
-    def init_weights(self) -> None:
-        super().init_weights()
-        self.sync_teacher()
-
-    @torch.no_grad()
-    def update_teacher(self) -> None:
-        """One EMA step of the teacher towards the current student."""
-        self.teacher.update_parameters(self._student())
-        self._calls_since['FLSLTeacherUpdateHook'] = 0
-
-    def teacher_student_distance(self) -> torch.Tensor:
-        """``|teacher - student|``: L2 distance over all parameters (a monitor)."""
-        student = dict(self._student().named_parameters())
-        teacher = list(self.teacher.module.named_parameters())
-        return mon.parameter_distance([p for _, p in teacher],
-                                      [student[n].detach() for n, _ in teacher])
-
-    def schedule_applied(self) -> None:
-        """Called by :class:`FLSLScheduleHook` once it set this iteration's values."""
-        self._calls_since['FLSLScheduleHook'] = 0
-
-    def _check_hooks_served(self) -> None:
-        """Refuse a training step when a correctness hook stopped running."""
-        for hook, calls in self._calls_since.items():
-            if calls >= 1:
-                what = ('the EMA teacher has not been updated'
-                        if hook == 'FLSLTeacherUpdateHook'
-                        else 'tau_t / upsilon / beta have not been scheduled')
-                raise RuntimeError(
-                    f'FLSL: {what} since the last training step: {hook} is not '
-                    'running. It belongs in default_hooks (the FLSL configs name it '
-                    'there; do not set it to None), see docs/pretraining.md.')
-        for hook in self._calls_since:
-            self._calls_since[hook] += 1
 
     # ------------------------------------------------------------------ loss
     @staticmethod
@@ -166,7 +101,7 @@ class FLSL(BaseSelfSupervisor):
                              '(use FLSLMultiView in the pipeline)')
         if self.training:
             self._check_hooks_served()
-        monitor = self.monitors and (self.monitors_due or not self.training)
+        monitor = self._monitors_now()
         teacher_img, student_imgs = inputs[0], list(inputs[1:])
         with torch.no_grad():
             z_t = self.teacher.module.backbone(teacher_img)  # B x Nt x C
@@ -222,19 +157,3 @@ class FLSL(BaseSelfSupervisor):
         losses = self.loss_module(q, sa, student_logits, teacher_logits)
         losses.update(monitors)
         return losses
-
-    @staticmethod
-    def _resolution_groups(views: list[torch.Tensor]) -> list[list[torch.Tensor]]:
-        """Consecutive views of equal size, forwarded together (DINO's wrapper)."""
-        groups: list[list[torch.Tensor]] = []
-        for v in views:
-            if groups and groups[-1][0].shape[-2:] == v.shape[-2:]:
-                groups[-1].append(v)
-            else:
-                groups.append([v])
-        return groups
-
-    def extract_feat(self, inputs: torch.Tensor, use_teacher: bool = True):
-        """Tokens of the teacher (default: the model FLSL trains for downstream)."""
-        backbone = self.teacher.module.backbone if use_teacher else self.backbone
-        return backbone(inputs)

@@ -1,4 +1,8 @@
-"""FLSL Vision Transformer backbone: a ViT without class token (FLSL_SPEC §1)."""
+"""FLSL Vision Transformer backbone: a ViT without class token (FLSL_SPEC §1).
+
+With ``with_cls_token=True`` and ``pos_embed_type='learnable'`` it is DINO's ViT
+(Caron et al., ICCV 2021; ``docs/dino.md``), the baseline FLSL is compared with.
+"""
 from __future__ import annotations
 
 from functools import partial
@@ -18,6 +22,9 @@ from ..utils.pos_embed import get_2d_sincos_pos_embed, resize_pos_embed
 class FLSLViT(BaseModule):
     """ViT of FLSL: patch tokens only, fixed 2-D sin-cos position embedding.
 
+    The same ViT with a class token and a learned position embedding is DINO's
+    (``with_cls_token=True, pos_embed_type='learnable'``, ``out_type='cls_token'``).
+
     Built from timm's ``Block`` (fused ``scaled_dot_product_attention``); state-dict
     names are those of the official FLSL / DINO ViTs (``patch_embed.proj``,
     ``blocks.i.attn.qkv``, ``blocks.i.mlp.fc1``, ``norm``, ...).
@@ -31,7 +38,10 @@ class FLSLViT(BaseModule):
         drop_path_rate: stochastic depth, linear over depth.
         final_norm: apply the final LayerNorm to the all-token output
             (``post_layernorm`` of the reference).
-        out_type: ``'tokens'`` -> ``B x N x C`` after the final norm (pretraining);
+        out_type: ``'tokens'`` -> ``B x N x C`` patch tokens after the final norm
+            (FLSL pretraining; a class token is not returned);
+            ``'cls_token'`` -> ``B x C``: the class token after the final norm
+            (DINO pretraining, needs ``with_cls_token``);
             ``'featmap'`` -> tuple of ``B x C x H/p x W/p`` maps of the blocks in
             ``out_indices`` (dense tasks, taken before the final norm).
         out_indices: blocks whose outputs are returned in ``'featmap'`` mode
@@ -39,6 +49,11 @@ class FLSLViT(BaseModule):
             from the end, out-of-range or repeated ones are refused. Blocks after
             the last one asked for do not run and are frozen.
         frozen_stages: number of leading blocks (with the patch embedding) frozen.
+        with_cls_token: prepend a learned class token (DINO); its position slot
+            comes first in ``pos_embed`` (``1 x (1 + N) x C``).
+        pos_embed_type: ``'sincos'`` (fixed buffer, FLSL; the class slot is zero)
+            or ``'learnable'`` (a parameter, trunc-normal std .02 like the class
+            token, DINO).
     """
 
     arch_zoo = {
@@ -59,6 +74,8 @@ class FLSLViT(BaseModule):
                  out_type: str = 'tokens',
                  out_indices: Sequence[int] = (3, 5, 7, 11),
                  frozen_stages: int = -1,
+                 with_cls_token: bool = False,
+                 pos_embed_type: str = 'sincos',
                  init_cfg: dict | list | None = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if isinstance(arch, str):
@@ -66,8 +83,14 @@ class FLSLViT(BaseModule):
                 raise KeyError(f'FLSLViT: unknown arch {arch!r}; choose one of '
                                f'{sorted(self.arch_zoo)} or pass a dict')
             arch = self.arch_zoo[arch]
-        if out_type not in ('tokens', 'featmap'):
-            raise ValueError(f"out_type must be 'tokens' or 'featmap', got {out_type!r}")
+        if out_type not in ('tokens', 'featmap', 'cls_token'):
+            raise ValueError("out_type must be 'tokens', 'featmap' or 'cls_token', "
+                             f'got {out_type!r}')
+        if out_type == 'cls_token' and not with_cls_token:
+            raise ValueError("FLSLViT: out_type='cls_token' needs with_cls_token=True")
+        if pos_embed_type not in ('sincos', 'learnable'):
+            raise ValueError("FLSLViT: pos_embed_type must be 'sincos' or 'learnable', "
+                             f'got {pos_embed_type!r}')
         self.embed_dims = int(arch['embed_dims'])
         self.num_layers = int(arch['num_layers'])
         self.num_heads = int(arch['num_heads'])
@@ -87,10 +110,23 @@ class FLSLViT(BaseModule):
                                       in_chans=in_channels,
                                       embed_dim=self.embed_dims, strict_img_size=False,
                                       dynamic_img_pad=False)
-        pos = get_2d_sincos_pos_embed(self.embed_dims, self.grid_size)
-        # Fixed, not trained; persistent so that checkpoints carry it like the
-        # reference's (frozen) parameter does.
-        self.register_buffer('pos_embed', pos.unsqueeze(0), persistent=True)
+        self.with_cls_token = with_cls_token
+        self.num_prefix_tokens = int(with_cls_token)
+        self.pos_embed_type = pos_embed_type
+        if pos_embed_type == 'sincos':
+            pos = get_2d_sincos_pos_embed(self.embed_dims, self.grid_size)
+            if with_cls_token:
+                pos = torch.cat([pos.new_zeros(1, self.embed_dims), pos])
+            # Fixed, not trained; persistent so that checkpoints carry it like the
+            # reference's (frozen) parameter does.
+            self.register_buffer('pos_embed', pos.unsqueeze(0), persistent=True)
+        else:
+            num = self.grid_size**2 + self.num_prefix_tokens
+            self.pos_embed = nn.Parameter(torch.zeros(1, num, self.embed_dims))
+            trunc_normal_(self.pos_embed, std=.02)
+        if with_cls_token:
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, self.embed_dims))
+            trunc_normal_(self.cls_token, std=.02)
 
         dpr = torch.linspace(0, drop_path_rate, self.num_layers).tolist()
         norm_layer = partial(nn.LayerNorm, eps=1e-6)
@@ -150,6 +186,10 @@ class FLSLViT(BaseModule):
             m.eval()
             for p in m.parameters():
                 p.requires_grad = False
+        for name in ('pos_embed', 'cls_token'):  # learned ones (DINO)
+            p = getattr(self, name, None)
+            if isinstance(p, nn.Parameter):
+                p.requires_grad = False
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -158,30 +198,41 @@ class FLSLViT(BaseModule):
 
     # --------------------------------------------------------------- forward
     def interpolate_pos_encoding(self, h: int, w: int) -> torch.Tensor:
-        """Position embedding for an ``h x w`` token grid (FLSL_SPEC §1)."""
-        return resize_pos_embed(self.pos_embed, self.grid_size, (h, w))
+        """Position embedding for an ``h x w`` token grid (FLSL_SPEC §1); the
+        class slot, if any, first and unchanged (as DINO)."""
+        prefix = self.pos_embed[:, :self.num_prefix_tokens]
+        patch = resize_pos_embed(self.pos_embed[:, self.num_prefix_tokens:],
+                                 self.grid_size, (h, w))
+        return torch.cat([prefix, patch], dim=1) if self.num_prefix_tokens else patch
 
     def prepare_tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Patch embedding (+ class token first) + position embedding."""
         if x.shape[-2] % self.patch_size or x.shape[-1] % self.patch_size:
             raise ValueError(f'FLSLViT: input {tuple(x.shape[-2:])} is not divisible '
                              f'by the patch size {self.patch_size}; pad it first')
         h, w = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
         tokens = self.patch_embed(x)  # B x N x C (timm flattens row-major)
+        if self.with_cls_token:
+            tokens = torch.cat([self.cls_token.expand(len(tokens), -1, -1)
+                                .to(tokens.dtype), tokens], dim=1)
         return tokens + self.interpolate_pos_encoding(h, w).to(tokens.dtype), (h, w)
 
     def forward(self, x: torch.Tensor):
         tokens, (h, w) = self.prepare_tokens(x)
-        if self.out_type == 'tokens':
+        if self.out_type != 'featmap':
             for blk in self.blocks:
                 tokens = blk(tokens)
-            return self.norm(tokens)
+            if self.out_type == 'cls_token':  # DINO: the norm of the class token
+                return self.norm(tokens[:, 0])
+            return self.norm(tokens[:, self.num_prefix_tokens:])
         maps = {}
         last = max(self.out_indices)
         for i, blk in enumerate(self.blocks[:last + 1]):
             tokens = blk(tokens)
             if i in self.out_indices:
-                b, _, c = tokens.shape
-                maps[i] = tokens.transpose(1, 2).reshape(b, c, h, w).contiguous()
+                patch = tokens[:, self.num_prefix_tokens:]
+                b, _, c = patch.shape
+                maps[i] = patch.transpose(1, 2).reshape(b, c, h, w).contiguous()
         return tuple(maps[i] for i in self.out_indices)
 
     def get_layer_depth(self, param_name: str, prefix: str = '') -> tuple[int, int]:
@@ -190,7 +241,7 @@ class FLSLViT(BaseModule):
         if not param_name.startswith(prefix):
             return num_layers - 1, num_layers
         name = param_name[len(prefix):]
-        if name.startswith(('patch_embed', 'pos_embed')):
+        if name.startswith(('patch_embed', 'pos_embed', 'cls_token')):
             return 0, num_layers
         if name.startswith('blocks.'):
             return int(name.split('.')[1]) + 1, num_layers

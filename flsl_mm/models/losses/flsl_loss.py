@@ -8,7 +8,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from flsl_mm.registry import MODELS
-from flsl_mm.utils.dist import all_reduce_mean, all_reduce_mean_identity_grad
+from flsl_mm.utils.dist import all_reduce_mean_identity_grad
+from .centering import teacher_probs, update_center_
 
 
 def teacher_temp_at(epoch: int, warmup_temp: float, temp: float,
@@ -102,18 +103,13 @@ class FLSLLoss(nn.Module):
             self.warmup_teacher_temp_epochs)
         return self.current_teacher_temp
 
-    @torch.no_grad()
     def teacher_probs(self, teacher_logits: torch.Tensor) -> torch.Tensor:
-        logits = teacher_logits.float()
-        if self.use_centering:
-            logits = logits - self.center
-        return F.softmax(logits / self.current_teacher_temp, dim=-1)
+        """``softmax((g_t [- c]) / tau_t)`` at the current tau_t."""
+        return teacher_probs(teacher_logits, self.current_teacher_temp,
+                             self.center if self.use_centering else None)
 
-    @torch.no_grad()
     def update_center(self, teacher_logits: torch.Tensor) -> None:
-        batch_center = all_reduce_mean(teacher_logits.float().mean(dim=0, keepdim=True))
-        self.center.mul_(self.center_momentum).add_(
-            batch_center * (1 - self.center_momentum))
+        update_center_(self.center, teacher_logits, self.center_momentum)
 
     def forward(self, queries: torch.Tensor, sa_modes: torch.Tensor,
                 student_logits: torch.Tensor, teacher_logits: torch.Tensor

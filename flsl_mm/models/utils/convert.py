@@ -2,13 +2,13 @@
 
 Three sources are understood (see ``docs/checkpoints.md``):
 
-* ``flsl_mm``: a checkpoint written by our FLSL pretraining; the teacher's
+* ``flsl_mm``: a checkpoint written by our FLSL or DINO pretraining; the teacher's
   backbone (``teacher.module.backbone.*``) by default, the student's
   (``backbone.*``) on request;
 * ``authors``: the FLSL release, ``{'teacher': {...}, 'student': {...}}`` with
   ``backbone.*`` (teacher) / ``module.backbone.*`` (student, DDP) and ``head.*``;
 * ``vit``: a plain ViT state dict (DINO, DeiT, timm), possibly under ``model`` or
-  ``state_dict``, with a class token: the token and its position slot are dropped;
+  ``state_dict``;
 * ``converted``: this converter's own output (or a whole mmdet / mmseg model
   checkpoint), ``backbone.*`` without a teacher.
 """
@@ -58,6 +58,22 @@ def detect_format(ckpt: dict) -> str:
         "(backbone.blocks.*)")
 
 
+def _drop_class_token(state: dict, dropped: list) -> None:
+    """Dense backbones have no class token: drop it and its position slot (DINO
+    checkpoints, ours or the authors', and other ViTs; docs/checkpoints.md)."""
+    had_token = state.pop('cls_token', None) is not None
+    if had_token:
+        dropped.append('cls_token')
+    pe = state.get('pos_embed')
+    if pe is None:
+        return
+    n = pe.shape[1]
+    square = math.isqrt(n) ** 2 == n
+    if had_token or (not square and math.isqrt(n - 1) ** 2 == n - 1):
+        state['pos_embed'] = pe[:, 1:]
+        dropped.append('pos_embed[:, 0] (class token slot)')
+
+
 def extract_backbone(ckpt: dict, student: bool = False) -> Conversion:
     """Backbone weights under FLSLViT names, with what was left out."""
     fmt = detect_format(ckpt)
@@ -80,12 +96,7 @@ def extract_backbone(ckpt: dict, student: bool = False) -> Conversion:
         sd = ckpt.get('model', ckpt.get('state_dict', ckpt))
         out = {k: v for k, v in sd.items() if k.startswith(_VIT_PREFIXES)}
         dropped = [k for k in sd if k not in out]
-        if 'pos_embed' in out:
-            pe = out['pos_embed']
-            n = pe.shape[1]
-            if math.isqrt(n - 1) ** 2 == n - 1:  # class slot first
-                out['pos_embed'] = pe[:, 1:]
-                dropped.append('pos_embed[:, 0] (class token slot)')
+    _drop_class_token(out, dropped)
     if not out:
         raise CheckpointFormatError(f'no backbone weights found ({fmt} format, '
                                     f'{"student" if student else "teacher"})')

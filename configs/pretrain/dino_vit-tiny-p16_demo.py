@@ -1,0 +1,61 @@
+# DINO on the embedded demo data, on CPU in minutes: the DINO baseline at the scale
+# of the FLSL demo (configs/pretrain/flsl_vit-tiny-p16_demo.py): ViT-Tiny/16, the
+# same data, batch, head width, lr and schedule lengths. Crops scaled as the FLSL
+# demo's: global 128 px (8 x 8 tokens), local 64 px (4 x 4), local scale (0.2, 0.5)
+# for the 128 x 160 images; 2 global + 10 local crops as published. Everything
+# else is DINO as published (docs/dino.md), schedules shortened to the run.
+_base_ = [
+    '_base_/models/dino_vit-small-p16.py',
+    '_base_/schedules/dino_100e.py',
+    '_base_/dino_runtime.py',
+]
+data_root = 'data/flsl_demo/'
+max_epochs = 20
+warmup_epochs = 2
+
+model = dict(
+    backbone=dict(arch='tiny', drop_path_rate=0.1),
+    head=dict(in_channels=192, out_channels=1024, hidden_channels=512,
+              bottleneck_channels=128))
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='DINOMultiCrop', global_size=128, local_size=64,
+         global_scale=(0.4, 1.0), local_scale=(0.2, 0.5), num_local_crops=10),
+    dict(type='PackInputs', meta_keys=['img_path']),
+]
+train_dataloader = dict(
+    batch_size=16,
+    num_workers=2,
+    persistent_workers=True,
+    drop_last=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(type='DemoImageDataset', data_root=data_root, split='train',
+                 pipeline=train_pipeline))
+
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',  # --amp switches to AmpOptimWrapper on a GPU
+    optimizer=dict(type='AdamW', lr=5e-4 * 16 / 256, betas=(0.9, 0.999),
+                   weight_decay=0.04),
+    constructor='FLSLOptimWrapperConstructor',  # leaves the EMA teacher out
+    paramwise_cfg=dict(flat_decay_mult=0.0))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-9, end_factor=1.0, by_epoch=True,
+         begin=0, end=warmup_epochs, convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True,
+         begin=warmup_epochs, end=max_epochs, T_max=max_epochs - warmup_epochs,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingParamScheduler', param_name='weight_decay',
+         eta_min_ratio=10.0, by_epoch=True, begin=0, end=max_epochs,
+         T_max=max_epochs, convert_to_iter_based=True),
+]
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
+auto_scale_lr = dict(base_batch_size=16, enable=False)
+
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=1),
+    checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=2,
+                    save_last=True))
+log_processor = dict(window_size=1)

@@ -1,0 +1,110 @@
+"""DINO: self-distillation with no labels (Caron et al., ICCV 2021; docs/dino.md).
+
+The baseline every FLSL result is compared with, built from FLSL's pieces: the
+same student / EMA teacher (:class:`StudentTeacher`), ViT (:class:`FLSLViT` with
+a class token), head (:class:`FLSLHead` is DINO's head), hooks and schedules.
+"""
+from __future__ import annotations
+
+import torch
+from mmpretrain.structures import DataSample
+
+from flsl_mm.registry import MODELS
+from ..utils import monitors as mon
+from .student_teacher import StudentTeacher
+
+
+@MODELS.register_module()
+class DINO(StudentTeacher):
+    """Student on every crop, teacher on the global crops, CE between them.
+
+    Inputs (from :class:`DINOMultiCrop` + ``SelfSupDataPreprocessor``): a list of
+    crop batches ``[global_1, ..., global_G, local_1, ..., local_L]``.
+
+    * The teacher (EMA of the student, drop path 0) encodes the ``G`` global
+      crops (one forward), its head gives ``g_t``: ``(G * B, K)``.
+    * The student encodes every crop, one forward per resolution group (DINO's
+      multi-crop wrapper), and its head gives ``g_s`` of all of them at once.
+    * Loss = :class:`DINOLoss` (centred, sharpened teacher; every teacher crop
+      against every other student crop).
+
+    The backbone must return the class token (``FLSLViT`` with
+    ``with_cls_token=True, out_type='cls_token'``). The EMA teacher and the hooks
+    it needs are those of :class:`StudentTeacher`; tau_t is set per epoch by
+    :class:`DINOScheduleHook`; the last layer is frozen in the first epoch by
+    :class:`FreezeLastLayerHook` and gradients are clipped per parameter by
+    :class:`PerParamGradClipHook` (all named in the DINO configs).
+
+    Args:
+        backbone, head, loss: configs of the student's backbone and head, and of
+            :class:`DINOLoss` (its ``out_dim`` defaults to the head's).
+        teacher_momentum, teacher_end_momentum, monitors, monitor_every_iter:
+            as :class:`StudentTeacher` (EMA 0.996 -> 1 by default).
+    """
+
+    schedule_hook = 'DINOScheduleHook'
+    scheduled = 'tau_t'
+
+    def __init__(self,
+                 backbone: dict,
+                 head: dict,
+                 loss: dict | None = None,
+                 teacher_momentum: float = 0.004,
+                 teacher_end_momentum: float = 0.0,
+                 monitors: bool = True,
+                 monitor_every_iter: bool = False,
+                 data_preprocessor: dict | None = None,
+                 init_cfg: dict | None = None) -> None:
+        if backbone.get('out_type') != 'cls_token':
+            raise ValueError("DINO trains on the class token: set the backbone's "
+                             "with_cls_token=True and out_type='cls_token' (got "
+                             f"out_type={backbone.get('out_type')!r})")
+        super().__init__(backbone=backbone, head=head,
+                         teacher_momentum=teacher_momentum,
+                         teacher_end_momentum=teacher_end_momentum,
+                         monitors=monitors, monitor_every_iter=monitor_every_iter,
+                         data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        loss = dict(loss or {})
+        loss.setdefault('type', 'DINOLoss')
+        loss.setdefault('out_dim', self.head.out_channels)
+        self.loss_module = MODELS.build(loss)
+
+    def loss(self, inputs: list[torch.Tensor],
+             data_samples: list[DataSample]) -> dict[str, torch.Tensor]:
+        num_global = self.loss_module.num_global_crops
+        if not isinstance(inputs, (list, tuple)) or len(inputs) <= num_global:
+            raise ValueError(f'DINO expects a list of {num_global} global crops and '
+                             'at least one more crop (use DINOMultiCrop in the '
+                             'pipeline)')
+        if self.training:
+            self._check_hooks_served()
+        monitor = self._monitors_now()
+        with torch.no_grad():
+            teacher = self.teacher.module
+            teacher_logits = teacher.head(teacher.backbone(
+                torch.cat(list(inputs[:num_global]))))
+        feats = [self.backbone(torch.cat(group))
+                 for group in self._resolution_groups(list(inputs))]
+        student_logits = self.head(torch.cat(feats))
+        monitors = {}
+        if monitor:
+            monitors = self._prototype_monitors(student_logits.detach(),
+                                                teacher_logits, num_global)
+        losses = self.loss_module(student_logits, teacher_logits)
+        losses.update(monitors)
+        return losses
+
+    @torch.no_grad()
+    def _prototype_monitors(self, student_logits: torch.Tensor,
+                            teacher_logits: torch.Tensor, num_global: int
+                            ) -> dict[str, torch.Tensor]:
+        """``docs/monitors.md``'s target entropy, coverage, prototypes used and
+        agreement, on the pairs the loss uses between global crops: the student
+        on global crop ``i`` against the teacher on the next global crop (before
+        the centre moves)."""
+        p_t = self.loss_module.teacher_probs(teacher_logits).chunk(num_global)
+        batch = len(teacher_logits) // num_global
+        p_s = torch.softmax(student_logits[:num_global * batch].float() /
+                            self.loss_module.student_temp, dim=-1)
+        shifted = torch.cat(p_t[1:] + p_t[:1])  # crop i's partner: crop i + 1
+        return mon.prototype_monitors(p_s, shifted)

@@ -1,0 +1,144 @@
+"""Student / EMA-teacher self-distillation: what FLSL and DINO share.
+
+Both train a student ViT + projection head by gradient and move a teacher copy
+of it by EMA (``docs/pretraining.md``, ``docs/dino.md``); only the views and the
+loss differ (:class:`FLSL`, :class:`DINO`).
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn as nn
+from mmpretrain.models.selfsup import BaseSelfSupervisor
+
+from flsl_mm.registry import MODELS
+from ..utils import monitors as mon
+from .teacher_ema import TeacherEMA
+
+
+class StudentTeacher(BaseSelfSupervisor):
+    """Student ``backbone`` + ``head`` and their EMA ``teacher`` (drop path 0).
+
+    The teacher starts as a copy of the student and is moved by
+    :meth:`update_teacher`, called by :class:`FLSLTeacherUpdateHook` after every
+    optimiser step; the loss's schedules are set by the hook named in
+    ``schedule_hook`` before every iteration. Both hooks are needed for
+    correctness, so the model checks that they ran: a second training step
+    (:meth:`_check_hooks_served`) without a teacher update (or without a schedule
+    step) in between raises ``RuntimeError`` naming the missing hook.
+
+    Args:
+        backbone, head: configs of the student's backbone and head.
+        teacher_momentum: student weight of the EMA at the start (0.004, i.e.
+            teacher momentum 0.996); ``teacher_end_momentum`` at the end (0 -> 1).
+        monitors: also return the health monitors (``mon_*``, logged, not part
+            of the loss; ``docs/monitors.md``). In training they are computed on
+            the iterations the logger logs (the schedule hook sets
+            ``monitors_due``), not on the others.
+        monitor_every_iter: compute them on every training iteration instead.
+    """
+
+    #: the hook that must call :meth:`schedule_applied` before every step
+    schedule_hook = 'FLSLScheduleHook'
+    #: what that hook schedules (for the error message)
+    scheduled = 'the loss schedules'
+
+    def __init__(self,
+                 backbone: dict,
+                 head: dict,
+                 teacher_momentum: float = 0.004,
+                 teacher_end_momentum: float = 0.0,
+                 monitors: bool = True,
+                 monitor_every_iter: bool = False,
+                 data_preprocessor: dict | None = None,
+                 init_cfg: dict | None = None) -> None:
+        super().__init__(backbone=backbone, head=head,
+                         data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.monitors = monitors
+        self.monitor_every_iter = monitor_every_iter
+        self.monitors_due = True  # set per iteration by the schedule hook
+
+        teacher_backbone_cfg = copy.deepcopy(backbone)
+        teacher_backbone_cfg['drop_path_rate'] = 0.0
+        teacher_backbone_cfg.pop('init_cfg', None)
+        teacher = nn.ModuleDict(dict(backbone=MODELS.build(teacher_backbone_cfg),
+                                     head=MODELS.build(copy.deepcopy(head))))
+        self.teacher = TeacherEMA(teacher, momentum=teacher_momentum,
+                                  end_momentum=teacher_end_momentum)
+        self.sync_teacher()
+        # training steps since the hook last served the model
+        self._calls_since = {'FLSLTeacherUpdateHook': 0, self.schedule_hook: 0}
+
+    # --------------------------------------------------------------- teacher
+    def _student(self) -> nn.ModuleDict:
+        """The student seen with the teacher's parameter names (not registered)."""
+        student = nn.ModuleDict()
+        # ModuleDict.__setitem__ would register; bypass to keep it a view.
+        student._modules['backbone'] = self.backbone
+        student._modules['head'] = self.head
+        return student
+
+    @torch.no_grad()
+    def sync_teacher(self) -> None:
+        """Teacher := student (at construction and after loading student weights)."""
+        self.teacher.module.load_state_dict(self._student().state_dict())
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        self.sync_teacher()
+
+    @torch.no_grad()
+    def update_teacher(self) -> None:
+        """One EMA step of the teacher towards the current student."""
+        self.teacher.update_parameters(self._student())
+        self._calls_since['FLSLTeacherUpdateHook'] = 0
+
+    def teacher_student_distance(self) -> torch.Tensor:
+        """``|teacher - student|``: L2 distance over all parameters (a monitor)."""
+        student = dict(self._student().named_parameters())
+        teacher = list(self.teacher.module.named_parameters())
+        return mon.parameter_distance([p for _, p in teacher],
+                                      [student[n].detach() for n, _ in teacher])
+
+    def schedule_applied(self) -> None:
+        """Called by the schedule hook once it set this iteration's values."""
+        self._calls_since[self.schedule_hook] = 0
+
+    def _check_hooks_served(self) -> None:
+        """Refuse a training step when a correctness hook stopped running."""
+        name = type(self).__name__
+        for hook, calls in self._calls_since.items():
+            if calls >= 1:
+                what = ('the EMA teacher has not been updated'
+                        if hook == 'FLSLTeacherUpdateHook'
+                        else f'{self.scheduled} have not been scheduled')
+                raise RuntimeError(
+                    f'{name}: {what} since the last training step: {hook} is not '
+                    f'running. It belongs in default_hooks (the {name} configs name '
+                    'it there; do not set it to None), see docs/pretraining.md.')
+        for hook in self._calls_since:
+            self._calls_since[hook] += 1
+
+    def _monitors_now(self) -> bool:
+        """Whether this step computes the health monitors."""
+        return self.monitors and (self.monitors_due or not self.training)
+
+    # ------------------------------------------------------------ forwarding
+    @staticmethod
+    def _resolution_groups(views: list[torch.Tensor]) -> list[list[torch.Tensor]]:
+        """Consecutive views of equal size, forwarded together (DINO's
+        multi-crop wrapper)."""
+        groups: list[list[torch.Tensor]] = []
+        for v in views:
+            if groups and groups[-1][0].shape[-2:] == v.shape[-2:]:
+                groups[-1].append(v)
+            else:
+                groups.append([v])
+        return groups
+
+    def extract_feat(self, inputs: torch.Tensor, use_teacher: bool = True):
+        """Backbone output of the teacher (default: the model trained for
+        downstream use) or of the student."""
+        backbone = self.teacher.module.backbone if use_teacher else self.backbone
+        return backbone(inputs)

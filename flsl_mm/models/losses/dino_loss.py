@@ -1,0 +1,91 @@
+"""DINO's objective: cross-entropy between crops, centred teacher (docs/dino.md)."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from flsl_mm.registry import MODELS
+from .centering import teacher_probs, update_center_
+from .flsl_loss import kmeans_loss, teacher_temp_at
+
+
+@MODELS.register_module()
+class DINOLoss(nn.Module):
+    """``mean over pairs (t, s), s != t, of CE(p_t, p_s)`` (Caron et al. 2021, Eq. 3).
+
+    ``p_t = softmax((g_t - c) / tau_t)`` over the teacher's outputs of the global
+    crops, ``p_s = softmax(g_s / tau_s)`` over the student's outputs of every crop
+    (global crops first, in the teacher's order); each teacher crop is paired
+    with every student crop but itself, each pair's CE averaged over the batch,
+    and the pairs averaged. After the loss, the centre moves:
+    ``c <- m c + (1 - m) mean(g_t)`` over all teacher rows of all processes.
+
+    tau_t warms up linearly ``warmup_teacher_temp -> teacher_temp`` over the first
+    ``warmup_teacher_temp_epochs`` epochs, then stays (DINO's schedule); the
+    schedule hook (:class:`DINOScheduleHook`) calls :meth:`set_epoch`.
+
+    Args:
+        out_dim: K, the head's output width (65536 published).
+        num_global_crops: crops the teacher sees (2).
+        student_temp: tau_s (0.1).
+        teacher_temp: tau_t after the warm-up (0.04).
+        warmup_teacher_temp: tau_t at epoch 0 (0.04).
+        warmup_teacher_temp_epochs: length of the warm-up (0).
+        center_momentum: m of the centre's EMA (0.9).
+    """
+
+    def __init__(self,
+                 out_dim: int,
+                 num_global_crops: int = 2,
+                 student_temp: float = 0.1,
+                 teacher_temp: float = 0.04,
+                 warmup_teacher_temp: float = 0.04,
+                 warmup_teacher_temp_epochs: int = 0,
+                 center_momentum: float = 0.9) -> None:
+        super().__init__()
+        self.out_dim = out_dim
+        self.num_global_crops = num_global_crops
+        self.student_temp = student_temp
+        self.teacher_temp = teacher_temp
+        self.warmup_teacher_temp = warmup_teacher_temp
+        self.warmup_teacher_temp_epochs = warmup_teacher_temp_epochs
+        self.center_momentum = center_momentum
+        self.current_teacher_temp = self.set_epoch(0)
+        self.register_buffer('center', torch.zeros(1, out_dim))
+
+    def set_epoch(self, epoch: int) -> float:
+        """Move tau_t to its value at ``epoch`` (0-based); returns it."""
+        self.current_teacher_temp = teacher_temp_at(
+            epoch, self.warmup_teacher_temp, self.teacher_temp,
+            self.warmup_teacher_temp_epochs)
+        return self.current_teacher_temp
+
+    def teacher_probs(self, teacher_logits: torch.Tensor) -> torch.Tensor:
+        """``softmax((g_t - c) / tau_t)`` at the current tau_t and centre."""
+        return teacher_probs(teacher_logits, self.current_teacher_temp, self.center)
+
+    def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor
+                ) -> dict[str, torch.Tensor]:
+        """``student_logits``: ``(num_crops * B, K)``, crop-major;
+        ``teacher_logits``: ``(num_global_crops * B, K)``, crop-major."""
+        if len(teacher_logits) % self.num_global_crops:
+            raise ValueError(f'DINOLoss: {len(teacher_logits)} teacher rows are not '
+                             f'{self.num_global_crops} crops of one batch')
+        batch = len(teacher_logits) // self.num_global_crops
+        if len(student_logits) % batch or len(student_logits) // batch <= 1:
+            raise ValueError(f'DINOLoss: {len(student_logits)} student rows are not '
+                             f'crops of the batch of {batch} (at least 2 crops)')
+        p_t = self.teacher_probs(teacher_logits).chunk(self.num_global_crops)
+        s_crops = student_logits.chunk(len(student_logits) // batch)
+        total, pairs = 0, 0
+        for t, q in enumerate(p_t):
+            for s, logits in enumerate(s_crops):
+                if s == t:  # the same view: skipped
+                    continue
+                total = total + kmeans_loss(logits, q, self.student_temp)
+                pairs += 1
+        update_center_(self.center, teacher_logits, self.center_momentum)
+        return dict(loss_dino=total / pairs)
+
+
+__all__ = ['DINOLoss']

@@ -1,0 +1,65 @@
+"""DINOMultiCrop: DINO's 2 global + L local crops, each of the whole image, with
+the per-crop blur / solarisation probabilities (docs/dino.md)."""
+import random
+
+import numpy as np
+import pytest
+import torch
+from mmpretrain.registry import TRANSFORMS as PRETRAIN_TRANSFORMS
+
+import flsl_mm.datasets.transforms.dino_multicrop as dmc
+from flsl_mm.datasets import DINOMultiCrop
+
+
+def _img():
+    return (np.random.RandomState(0).rand(300, 400, 3) * 255).astype(np.uint8)
+
+
+def test_crop_sizes_order_and_packing():
+    random.seed(0)
+    torch.manual_seed(0)
+    t = DINOMultiCrop(num_local_crops=10)
+    out = t(dict(img=_img(), img_path='x.png'))
+    assert [v.shape for v in out['img']] == [(224, 224, 3)] * 2 + [(96, 96, 3)] * 10
+    assert all(v.dtype == np.uint8 for v in out['img'])
+    packed = PRETRAIN_TRANSFORMS.build(dict(type='PackInputs'))(out)
+    assert [tuple(x.shape) for x in packed['inputs']] == [(3, 224, 224)] * 2 + \
+        [(3, 96, 96)] * 10
+
+
+def test_every_crop_is_of_the_whole_image_with_its_own_augmentation(monkeypatch):
+    t = DINOMultiCrop(global_size=64, local_size=32, num_local_crops=3)
+    sizes, blurs, solar = [], [], []
+    for name in ('global_crop', 'local_crop'):
+        crop = getattr(t, name)
+
+        def record(img, _crop=crop):
+            sizes.append(img.size)
+            return _crop(img)
+        monkeypatch.setattr(t, name, record)
+    monkeypatch.setattr(dmc, 'gaussian_blur', lambda img, p: blurs.append(p) or img)
+    monkeypatch.setattr(dmc, 'solarize', lambda img, p: solar.append(p) or img)
+    t(dict(img=_img()))
+    assert sizes == [(400, 300)] * 5  # PIL size: (w, h) of the source image
+    assert blurs == [1.0, 0.1, 0.5, 0.5, 0.5]
+    assert solar == [0.2]  # the second global crop only
+
+
+def test_deterministic_under_seeds_and_flip_happens():
+    def run(seed):
+        random.seed(seed)
+        torch.manual_seed(seed)
+        return DINOMultiCrop(global_size=64, local_size=32, num_local_crops=2)(
+            dict(img=_img()))['img']
+    a, b = run(3), run(3)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, run(4)))
+    assert any(isinstance(t, type(dmc.T.RandomHorizontalFlip()))
+               for t in DINOMultiCrop().flip_and_color.transforms)
+
+
+def test_bad_image_and_settings_are_named():
+    with pytest.raises(ValueError, match='HxWx3 image.*broken.png'):
+        DINOMultiCrop()(dict(img=np.zeros((5, 5)), img_path='broken.png'))
+    with pytest.raises(ValueError, match='num_local_crops'):
+        DINOMultiCrop(num_local_crops=-1)
