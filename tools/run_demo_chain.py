@@ -1,16 +1,19 @@
 #!/usr/bin/env python
-"""The whole FLSL demo chain on the embedded demo data, FLSL vs random init.
+"""The whole demo chain on the embedded demo data, pretrained vs random init.
 
-  1. FLSL demo pretraining (tools/train.py)
+  1. demo pretraining (tools/train.py): FLSL, or DINO with --pretrain-config
   2. dense probes of the teacher, and of the random-init backbone
   3. conversion (tools/model_converters/flsl_to_mmdet.py), both backbones
   4. demo Mask R-CNN fine-tuning + tools/test.py, both -> COCO box / mask AP
-  5. pretraining ablations at the same budget, probed: upsilon = 0 (no intra-view
-     term), gamma = 0 (no VMR), DINO centering instead of VMR
-Prints one summary table (probes, AP, wall time per stage), writes it with the
+  5. DAVIS demo label propagation, both -> J&F
+  6. (FLSL only) pretraining ablations at the same budget, probed: upsilon = 0
+     (no intra-view term), gamma = 0 (no VMR), DINO centering instead of VMR
+Prints one summary table (probes, AP, J&F, wall time per stage), writes it with the
 JSON results and a plot of the per-iteration losses to --out-dir.
 
     python tools/run_demo_chain.py [--out-dir work_dirs/demo_chain] [--det-epochs 4]
+    python tools/run_demo_chain.py --pretrain-config \
+        configs/pretrain/dino_vit-tiny-p16_demo.py --out-dir work_dirs/demo_chain_dino
 """
 import argparse
 import json
@@ -30,7 +33,7 @@ ABLATIONS = {
 }
 
 
-def save_random_init(path: Path, seed: int) -> None:
+def save_random_init(path: Path, seed: int, config: str = PRETRAIN) -> None:
     """A pretraining-format checkpoint of the untrained model (same seed)."""
     import torch
     from mmengine.config import Config
@@ -38,7 +41,7 @@ def save_random_init(path: Path, seed: int) -> None:
     from mmpretrain.registry import MODELS
 
     import flsl_mm  # noqa: F401
-    cfg = Config.fromfile(str(REPO / PRETRAIN))
+    cfg = Config.fromfile(str(REPO / config))
     torch.manual_seed(seed)
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         model = MODELS.build(cfg.model)
@@ -48,6 +51,9 @@ def save_random_init(path: Path, seed: int) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--pretrain-config', default=PRETRAIN,
+                   help='demo pretraining config: FLSL (default) or DINO '
+                   '(configs/pretrain/dino_vit-tiny-p16_demo.py)')
     p.add_argument('--out-dir', default='work_dirs/demo_chain')
     p.add_argument('--data-root', default='data/flsl_demo')
     p.add_argument('--det-epochs', type=int, default=4)
@@ -56,6 +62,13 @@ def main(argv=None) -> int:
     p.add_argument('--pretrain-options', nargs='*', default=[],
                    help='extra --cfg-options for every pretraining run')
     args = p.parse_args(argv)
+    from mmengine.config import Config
+    pretrain_cfg = args.pretrain_config
+    algo = Config.fromfile(str(REPO / pretrain_cfg)).model.get('type')
+    if algo not in ('FLSL', 'DINO'):
+        raise SystemExit(f'--pretrain-config {pretrain_cfg}: not an FLSL or DINO '
+                         f'pretraining config (model type {algo!r})')
+    tag_main = algo.lower()
     out = (REPO / args.out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     data = str((REPO / args.data_root).resolve())
@@ -82,14 +95,14 @@ def main(argv=None) -> int:
 
     def pretrain(tag, extra):
         work = out / f'pretrain_{tag}'
-        stage(f'pretrain ({tag})', ['tools/train.py', PRETRAIN, '--work-dir', str(work),
+        stage(f'pretrain ({tag})', ['tools/train.py', pretrain_cfg, '--work-dir', str(work),
                                     '--cfg-options', *pre_opts, *extra],
               f'pretrain_{tag}.log')
         return last_checkpoint(work), work
 
     def probe(tag, ckpt):
         res_file = out / f'probe_{tag}.json'
-        cmd = ['tools/analysis/dense_probe.py', PRETRAIN]
+        cmd = ['tools/analysis/dense_probe.py', pretrain_cfg]
         cmd += [str(ckpt)] if ckpt is not None else ['--random-init']
         stage(f'probe ({tag})', cmd + ['--data-root', data, '--out', str(res_file),
                                        '--seed', str(args.seed)], f'probe_{tag}.log')
@@ -112,22 +125,38 @@ def main(argv=None) -> int:
         results.setdefault(tag, {}).update(
             box_AP=metrics['coco/bbox_mAP'], mask_AP=metrics['coco/segm_mAP'])
 
-    flsl_ckpt, flsl_work = pretrain('flsl', [])
-    probe('flsl', flsl_ckpt)
+    def davis(tag, ckpt):
+        stdout = stage(f'DAVIS demo ({tag})',
+                       ['tools/analysis/davis_label_propagation.py', pretrain_cfg,
+                        str(ckpt), '--demo', '--data-root', str(out / 'davis_demo'),
+                        '--out-dir', str(out / f'davis_{tag}')], f'davis_{tag}.log')
+        head, values = re.findall(r'^(J&F-Mean.*)\n(.*)$', stdout, re.M)[-1]
+        scores = dict(zip([h.strip() for h in head.split('|')],
+                          [float(v) for v in values.split('|')]))
+        results.setdefault(tag, {}).update(davis_JF=scores['J&F-Mean'])
+
+    main_ckpt, main_work = pretrain(tag_main, [])
+    probe(tag_main, main_ckpt)
     probe('random', None)
     random_ckpt = out / 'random_init.pth'
-    save_random_init(random_ckpt, args.seed)
-    finetune('flsl', flsl_ckpt)
+    save_random_init(random_ckpt, args.seed, pretrain_cfg)
+    finetune(tag_main, main_ckpt)
     finetune('random', random_ckpt)
-    if not args.skip_ablations:
+    davis(tag_main, main_ckpt)
+    davis('random', random_ckpt)
+    if algo == 'DINO' and not args.skip_ablations:
+        print('[chain] ablations are FLSL\'s (upsilon, gamma, centering): skipped '
+              'for DINO', flush=True)
+    elif not args.skip_ablations:
         for tag, extra in ABLATIONS.items():
             ckpt, _ = pretrain(tag, extra)
             probe(tag, ckpt)
     from flsl_mm.analysis.training_log import plot_training_curves
-    plot_training_curves(flsl_work, out / 'pretrain_losses.png')
+    plot_training_curves(main_work, out / 'pretrain_losses.png')
 
     keys = sorted({k for r in results.values() for k in r},
-                  key=lambda k: (not k.startswith(('knn', 'linear', 'cluster')), k))
+                  key=lambda k: (not k.startswith(('knn', 'linear', 'cluster')),
+                                 k.startswith('davis'), k))
     lines = ['| metric | ' + ' | '.join(results) + ' |',
              '|---|' + '---|' * len(results)]
     for k in keys:

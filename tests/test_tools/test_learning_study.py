@@ -6,6 +6,7 @@ import sys
 import pytest
 
 LEARN_CONFIG = 'configs/pretrain/flsl_vit-tiny-p16_1xb64-10e_demo-rc.py'
+DINO_CONFIG = 'configs/pretrain/dino_vit-tiny-p16_1xb64-10e_demo-rc.py'
 
 
 def _load_tool(repo_root):
@@ -59,16 +60,43 @@ param_scheduler = [
 train_cfg = dict(max_epochs=1)
 default_hooks = dict(checkpoint=dict(interval=1))
 """)
+    dino = tmp_path / 'tiny_dino.py'
+    dino.write_text(f"""
+_base_ = [{str(repo_root / DINO_CONFIG)!r}]
+train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root={str(tmp_path / 'data')!r},
+                 demo_kwargs=dict(num_train=8, num_val=4, random_colours=True)))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.5, end_factor=1.0, by_epoch=True,
+         begin=0, end=1, convert_to_iter_based=True)]
+train_cfg = dict(max_epochs=1)
+default_hooks = dict(checkpoint=dict(interval=1))
+""")
     out = tmp_path / 'study'
     cmd = [sys.executable, 'tools/analysis/learning_study.py', str(cfg), '--seeds',
-           '0', '1', '--variants', 'flsl', 'random', '--out-dir', str(out),
-           '--student']
+           '0', '1', '--variants', 'flsl', 'dino', 'random', 'random-dino',
+           '--dino-config', str(dino), '--out-dir', str(out), '--student']
+    # the DINO arm must train on the study's data
+    bad = subprocess.run(cmd[:-5] + ['--dino-config', DINO_CONFIG, '--out-dir',
+                                     str(tmp_path / 'bad')],
+                         cwd=repo_root, capture_output=True, text=True)
+    assert bad.returncode != 0 and 'the arms must see the same data' in bad.stderr
     proc = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert 'flsl seed 0 student probes: knn_miou' in proc.stdout
+    assert 'dino seed 1 student probes: knn_miou' in proc.stdout
     assert 'random seed 1 random-init probes: knn_miou' in proc.stdout
+    assert 'random-dino seed 0 random-init probes: knn_miou' in proc.stdout
     results = json.loads((out / 'results.json').read_text())
-    assert set(results) == {'flsl', 'random'}
+    assert set(results) == {'flsl', 'dino', 'random', 'random-dino'}
+    table = (out / 'table.md').read_text()
+    assert '| knn_miou | dino |' in table and '| knn_miou | flsl |' in table
+    assert '| knn_miou | random-dino |' not in table  # baselines are not margins
+    dino_entry = results['dino']['0']
+    assert 'mon_teacher_init_weight' in dino_entry['monitors']
+    assert 'mon_token_spread' not in dino_entry['monitors']
+    results.pop('dino')
+    results.pop('random-dino')
     for variant in results:
         assert set(results[variant]) == {'0', '1'}
         for entry in results[variant].values():
@@ -87,7 +115,7 @@ default_hooks = dict(checkpoint=dict(interval=1))
     # a second call keeps what is done and trains nothing
     again = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert again.stdout.count('done before, kept') == 4
+    assert again.stdout.count('done before, kept') == 8
     assert 'pretrain ...' not in again.stdout and 'probes' not in again.stdout
     # other settings into the same folder are refused, nothing changed
     before = (out / 'results.json').read_bytes()
