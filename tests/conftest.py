@@ -1,3 +1,4 @@
+import logging
 import os
 import sys
 from pathlib import Path
@@ -22,3 +23,19 @@ def demo_root(tmp_path_factory) -> Path:
     from flsl_mm.datasets import make_demo_data
     root = tmp_path_factory.mktemp('demo') / 'flsl_demo'
     return make_demo_data(root, num_train=16, num_val=8, img_size=(96, 128), seed=0)
+
+
+@pytest.fixture
+def mmlogger_messages():
+    """The messages mmengine's current logger emits during the test (e.g. the
+    missing / unexpected keys of a Pretrained init)."""
+    from mmengine.logging import MMLogger
+    records = []
+    handler = logging.Handler()
+    handler.emit = lambda r: records.append(r.getMessage())
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)

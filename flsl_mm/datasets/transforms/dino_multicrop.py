@@ -9,7 +9,8 @@ from PIL import Image
 from torchvision import transforms as T
 
 from flsl_mm.registry import TRANSFORMS
-from .photometric import color_distortion, gaussian_blur, solarize
+from .photometric import (bgr_array, color_distortion, gaussian_blur, rgb_image,
+                          solarize)
 
 
 @TRANSFORMS.register_module()
@@ -59,15 +60,10 @@ class DINOMultiCrop(BaseTransform):
         view = gaussian_blur(self.flip_and_color(crop(img)), blur_p)
         if solarize_p:
             view = solarize(view, solarize_p)
-        return np.ascontiguousarray(np.asarray(view)[..., ::-1])  # RGB -> BGR
+        return bgr_array(view)
 
     def transform(self, results: dict) -> dict:
-        img = results['img']
-        if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3:
-            raise ValueError(f'DINOMultiCrop needs an HxWx3 image, got '
-                             f'{getattr(img, "shape", type(img))} for '
-                             f'{results.get("img_path", "<unknown image>")}')
-        pil = Image.fromarray(np.ascontiguousarray(img[..., ::-1]))  # BGR -> RGB
+        pil = rgb_image(results, 'DINOMultiCrop')
         views = [self._view(pil, self.global_crop, 1.0),
                  self._view(pil, self.global_crop, 0.1, solarize_p=0.2)]
         views += [self._view(pil, self.local_crop, 0.5)

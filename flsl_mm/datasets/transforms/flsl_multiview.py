@@ -4,13 +4,13 @@ from __future__ import annotations
 import random
 from typing import Sequence
 
-import numpy as np
 from mmcv.transforms import BaseTransform
 from PIL import Image
 from torchvision import transforms as T
 
 from flsl_mm.registry import TRANSFORMS
-from .photometric import color_distortion, gaussian_blur, solarize
+from .photometric import (bgr_array, color_distortion, gaussian_blur, rgb_image,
+                          solarize)
 from .query_mask import query_mask
 
 
@@ -88,18 +88,12 @@ class FLSLMultiView(BaseTransform):
         self.photometric = _PhotometricAug()
 
     def transform(self, results: dict) -> dict:
-        img = results['img']
-        if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3:
-            raise ValueError(f'FLSLMultiView needs an HxWx3 image, got '
-                             f'{getattr(img, "shape", type(img))} for '
-                             f'{results.get("img_path", "<unknown image>")}')
-        pil = Image.fromarray(np.ascontiguousarray(img[..., ::-1]))  # BGR -> RGB
+        pil = rgb_image(results, 'FLSLMultiView')
         crop1 = self.teacher_crop(pil)
         crops = [crop1]
         crops += [self.student_crop(crop1) for _ in range(self.num_global_crops)]
         crops += [self.local_crop(crop1) for _ in range(self.num_local_crops)]
-        views = [np.ascontiguousarray(np.asarray(self.photometric(c))[..., ::-1])
-                 for c in crops]
+        views = [bgr_array(self.photometric(c)) for c in crops]
         g = self.global_size // self.patch_size
         loc = self.local_size // self.patch_size
         masks = [query_mask(g, self.global_window, self.random_sampling)

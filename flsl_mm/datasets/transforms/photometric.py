@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 from torchvision import transforms as T
 
@@ -32,4 +33,20 @@ def solarize(img: Image.Image, p: float) -> Image.Image:
     return img
 
 
-__all__ = ['color_distortion', 'gaussian_blur', 'solarize']
+def rgb_image(results: dict, transform: str) -> Image.Image:
+    """``results['img']`` (BGR uint8 HxWx3) as an RGB PIL image; anything else is
+    refused naming the file."""
+    img = results['img']
+    if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f'{transform} needs an HxWx3 image, got '
+                         f'{getattr(img, "shape", type(img))} for '
+                         f'{results.get("img_path", "<unknown image>")}')
+    return Image.fromarray(np.ascontiguousarray(img[..., ::-1]))
+
+
+def bgr_array(img: Image.Image) -> np.ndarray:
+    """An RGB PIL view back to a contiguous BGR uint8 array."""
+    return np.ascontiguousarray(np.asarray(img)[..., ::-1])
+
+
+__all__ = ['color_distortion', 'gaussian_blur', 'solarize', 'rgb_image', 'bgr_array']

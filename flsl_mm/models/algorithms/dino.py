@@ -44,6 +44,7 @@ class DINO(StudentTeacher):
 
     schedule_hook = 'DINOScheduleHook'
     scheduled = 'tau_t'
+    default_loss = 'DINOLoss'
 
     def __init__(self,
                  backbone: dict,
@@ -59,15 +60,11 @@ class DINO(StudentTeacher):
             raise ValueError("DINO trains on the class token: set the backbone's "
                              "with_cls_token=True and out_type='cls_token' (got "
                              f"out_type={backbone.get('out_type')!r})")
-        super().__init__(backbone=backbone, head=head,
+        super().__init__(backbone=backbone, head=head, loss=loss,
                          teacher_momentum=teacher_momentum,
                          teacher_end_momentum=teacher_end_momentum,
                          monitors=monitors, monitor_every_iter=monitor_every_iter,
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        loss = dict(loss or {})
-        loss.setdefault('type', 'DINOLoss')
-        loss.setdefault('out_dim', self.head.out_channels)
-        self.loss_module = MODELS.build(loss)
 
     def loss(self, inputs: list[torch.Tensor],
              data_samples: list[DataSample]) -> dict[str, torch.Tensor]:

@@ -45,6 +45,7 @@ class FLSL(StudentTeacher):
     """
 
     scheduled = 'tau_t / upsilon / beta'
+    default_loss = 'FLSLLoss'
 
     def __init__(self,
                  backbone: dict,
@@ -58,15 +59,11 @@ class FLSL(StudentTeacher):
                  monitor_every_iter: bool = False,
                  data_preprocessor: dict | None = None,
                  init_cfg: dict | None = None) -> None:
-        super().__init__(backbone=backbone, head=head,
+        super().__init__(backbone=backbone, head=head, loss=loss,
                          teacher_momentum=teacher_momentum,
                          teacher_end_momentum=teacher_end_momentum,
                          monitors=monitors, monitor_every_iter=monitor_every_iter,
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        loss = dict(loss or {})
-        loss.setdefault('type', 'FLSLLoss')
-        loss.setdefault('out_dim', self.head.out_channels)
-        self.loss_module = MODELS.build(loss)
         self.beta_sa = beta_sa
         self.beta_ca = beta_ca
 

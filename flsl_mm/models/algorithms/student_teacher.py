@@ -30,6 +30,8 @@ class StudentTeacher(BaseSelfSupervisor):
 
     Args:
         backbone, head: configs of the student's backbone and head.
+        loss: config of the loss (``type`` defaults to ``default_loss``, its
+            ``out_dim`` to the head's), built as ``loss_module``.
         teacher_momentum: student weight of the EMA at the start (0.004, i.e.
             teacher momentum 0.996); ``teacher_end_momentum`` at the end (0 -> 1).
         monitors: also return the health monitors (``mon_*``, logged, not part
@@ -43,10 +45,13 @@ class StudentTeacher(BaseSelfSupervisor):
     schedule_hook = 'FLSLScheduleHook'
     #: what that hook schedules (for the error message)
     scheduled = 'the loss schedules'
+    #: the loss type when the config's ``loss`` names none
+    default_loss = ''
 
     def __init__(self,
                  backbone: dict,
                  head: dict,
+                 loss: dict | None = None,
                  teacher_momentum: float = 0.004,
                  teacher_end_momentum: float = 0.0,
                  monitors: bool = True,
@@ -55,6 +60,10 @@ class StudentTeacher(BaseSelfSupervisor):
                  init_cfg: dict | None = None) -> None:
         super().__init__(backbone=backbone, head=head,
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        loss = dict(loss or {})
+        loss.setdefault('type', self.default_loss)
+        loss.setdefault('out_dim', self.head.out_channels)
+        self.loss_module = MODELS.build(loss)
         self.monitors = monitors
         self.monitor_every_iter = monitor_every_iter
         self.monitors_due = True  # set per iteration by the schedule hook

@@ -1,14 +1,26 @@
-"""Teacher centring and sharpening (DINO, Caron et al. 2021, Eq. 4; docs/dino.md).
+"""The teacher's targets: sharpening with a warmed-up tau_t, and centring (DINO,
+Caron et al. 2021, Eq. 4; docs/dino.md; FLSL_SPEC §6).
 
-Shared by :class:`DINOLoss` and FLSL's centring ablation (``FLSLLoss``
-``use_centering``).
+Shared by :class:`FLSLLoss` (tau_t; centring is its ablation ``use_centering``) and
+:class:`DINOLoss` (both, always).
 """
 from __future__ import annotations
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from flsl_mm.utils.dist import all_reduce_mean
+
+
+def teacher_temp_at(epoch: int, warmup_temp: float, temp: float,
+                    warmup_epochs: int) -> float:
+    """``linspace(warmup_temp, temp, warmup_epochs)[epoch]``, then ``temp`` (§6)."""
+    if epoch >= warmup_epochs or warmup_epochs <= 0:
+        return temp
+    if warmup_epochs == 1:
+        return warmup_temp
+    return warmup_temp + (temp - warmup_temp) * epoch / (warmup_epochs - 1)
 
 
 @torch.no_grad()
@@ -32,4 +44,37 @@ def update_center_(center: torch.Tensor, teacher_logits: torch.Tensor,
     return center.mul_(momentum).add_(batch_center * (1 - momentum))
 
 
-__all__ = ['teacher_probs', 'update_center_']
+class TeacherTargets(nn.Module):
+    """State of the teacher's targets: tau_s, the tau_t schedule and the centre.
+
+    tau_t warms up linearly ``warmup_teacher_temp -> teacher_temp`` over the first
+    ``warmup_teacher_temp_epochs`` epochs, then stays; the schedule hook calls
+    :meth:`set_epoch` and ``current_teacher_temp`` is the value in use. The centre
+    (a ``1 x out_dim`` buffer, saved in checkpoints) moves by :meth:`update_center`.
+    """
+
+    def __init__(self, out_dim: int, student_temp: float, teacher_temp: float,
+                 warmup_teacher_temp: float, warmup_teacher_temp_epochs: int,
+                 center_momentum: float) -> None:
+        super().__init__()
+        self.out_dim = out_dim
+        self.student_temp = student_temp
+        self.teacher_temp = teacher_temp
+        self.warmup_teacher_temp = warmup_teacher_temp
+        self.warmup_teacher_temp_epochs = warmup_teacher_temp_epochs
+        self.center_momentum = center_momentum
+        self.set_epoch(0)
+        self.register_buffer('center', torch.zeros(1, out_dim))
+
+    def set_epoch(self, epoch: int) -> float:
+        """Move tau_t to its value at ``epoch`` (0-based); returns it."""
+        self.current_teacher_temp = teacher_temp_at(
+            epoch, self.warmup_teacher_temp, self.teacher_temp,
+            self.warmup_teacher_temp_epochs)
+        return self.current_teacher_temp
+
+    def update_center(self, teacher_logits: torch.Tensor) -> None:
+        update_center_(self.center, teacher_logits, self.center_momentum)
+
+
+__all__ = ['teacher_temp_at', 'teacher_probs', 'update_center_', 'TeacherTargets']

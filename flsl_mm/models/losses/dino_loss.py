@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 
 from flsl_mm.registry import MODELS
-from .centering import teacher_probs, update_center_
-from .flsl_loss import kmeans_loss, teacher_temp_at
+from .centering import TeacherTargets, teacher_probs
+from .flsl_loss import kmeans_loss
 
 
 @MODELS.register_module()
-class DINOLoss(nn.Module):
+class DINOLoss(TeacherTargets):
     """``mean over pairs (t, s), s != t, of CE(p_t, p_s)`` (Caron et al. 2021, Eq. 3).
 
     ``p_t = softmax((g_t - c) / tau_t)`` over the teacher's outputs of the global
@@ -42,23 +41,9 @@ class DINOLoss(nn.Module):
                  warmup_teacher_temp: float = 0.04,
                  warmup_teacher_temp_epochs: int = 0,
                  center_momentum: float = 0.9) -> None:
-        super().__init__()
-        self.out_dim = out_dim
+        super().__init__(out_dim, student_temp, teacher_temp, warmup_teacher_temp,
+                         warmup_teacher_temp_epochs, center_momentum)
         self.num_global_crops = num_global_crops
-        self.student_temp = student_temp
-        self.teacher_temp = teacher_temp
-        self.warmup_teacher_temp = warmup_teacher_temp
-        self.warmup_teacher_temp_epochs = warmup_teacher_temp_epochs
-        self.center_momentum = center_momentum
-        self.current_teacher_temp = self.set_epoch(0)
-        self.register_buffer('center', torch.zeros(1, out_dim))
-
-    def set_epoch(self, epoch: int) -> float:
-        """Move tau_t to its value at ``epoch`` (0-based); returns it."""
-        self.current_teacher_temp = teacher_temp_at(
-            epoch, self.warmup_teacher_temp, self.teacher_temp,
-            self.warmup_teacher_temp_epochs)
-        return self.current_teacher_temp
 
     def teacher_probs(self, teacher_logits: torch.Tensor) -> torch.Tensor:
         """``softmax((g_t - c) / tau_t)`` at the current tau_t and centre."""
@@ -84,7 +69,7 @@ class DINOLoss(nn.Module):
                     continue
                 total = total + kmeans_loss(logits, q, self.student_temp)
                 pairs += 1
-        update_center_(self.center, teacher_logits, self.center_momentum)
+        self.update_center(teacher_logits)
         return dict(loss_dino=total / pairs)
 
 

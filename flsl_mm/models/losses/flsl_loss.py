@@ -4,22 +4,11 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from flsl_mm.registry import MODELS
 from flsl_mm.utils.dist import all_reduce_mean_identity_grad
-from .centering import teacher_probs, update_center_
-
-
-def teacher_temp_at(epoch: int, warmup_temp: float, temp: float,
-                    warmup_epochs: int) -> float:
-    """``linspace(warmup_temp, temp, warmup_epochs)[epoch]``, then ``temp`` (§6)."""
-    if epoch >= warmup_epochs or warmup_epochs <= 0:
-        return temp
-    if warmup_epochs == 1:
-        return warmup_temp
-    return warmup_temp + (temp - warmup_temp) * epoch / (warmup_epochs - 1)
+from .centering import TeacherTargets, teacher_probs, teacher_temp_at  # noqa: F401
 
 
 def meanshift_loss(queries: torch.Tensor, modes: torch.Tensor) -> torch.Tensor:
@@ -46,7 +35,7 @@ def vmr_loss(student_logits: torch.Tensor, student_temp: float) -> torch.Tensor:
 
 
 @MODELS.register_module()
-class FLSLLoss(nn.Module):
+class FLSLLoss(TeacherTargets):
     """``upsilon * L_ms + eta * L_km + gamma * L_vmr`` (FLSL_SPEC §6).
 
     The teacher temperature schedule lives here, and only here: tau_t warms up
@@ -81,35 +70,17 @@ class FLSLLoss(nn.Module):
                  warmup_teacher_temp_epochs: int = 30,
                  use_centering: bool = False,
                  center_momentum: float = 0.9) -> None:
-        super().__init__()
-        self.out_dim = out_dim
+        super().__init__(out_dim, student_temp, teacher_temp, warmup_teacher_temp,
+                         warmup_teacher_temp_epochs, center_momentum)
         self.upsilon = upsilon
         self.eta = eta
         self.gamma = gamma
-        self.student_temp = student_temp
-        self.teacher_temp = teacher_temp
-        self.warmup_teacher_temp = warmup_teacher_temp
-        self.warmup_teacher_temp_epochs = warmup_teacher_temp_epochs
-        self.current_teacher_temp = teacher_temp_at(
-            0, warmup_teacher_temp, teacher_temp, warmup_teacher_temp_epochs)
         self.use_centering = use_centering
-        self.center_momentum = center_momentum
-        self.register_buffer('center', torch.zeros(1, out_dim))
-
-    def set_epoch(self, epoch: int) -> float:
-        """Move tau_t to its value at ``epoch`` (0-based); returns it."""
-        self.current_teacher_temp = teacher_temp_at(
-            epoch, self.warmup_teacher_temp, self.teacher_temp,
-            self.warmup_teacher_temp_epochs)
-        return self.current_teacher_temp
 
     def teacher_probs(self, teacher_logits: torch.Tensor) -> torch.Tensor:
         """``softmax((g_t [- c]) / tau_t)`` at the current tau_t."""
         return teacher_probs(teacher_logits, self.current_teacher_temp,
                              self.center if self.use_centering else None)
-
-    def update_center(self, teacher_logits: torch.Tensor) -> None:
-        update_center_(self.center, teacher_logits, self.center_momentum)
 
     def forward(self, queries: torch.Tensor, sa_modes: torch.Tensor,
                 student_logits: torch.Tensor, teacher_logits: torch.Tensor
