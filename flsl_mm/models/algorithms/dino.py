@@ -38,33 +38,21 @@ class DINO(StudentTeacher):
     Args:
         backbone, head, loss: configs of the student's backbone and head, and of
             :class:`DINOLoss` (its ``out_dim`` defaults to the head's).
-        teacher_momentum, teacher_end_momentum, monitors, monitor_every_iter:
-            as :class:`StudentTeacher` (EMA 0.996 -> 1 by default).
+        teacher_momentum, teacher_end_momentum, monitors, monitor_every_iter,
+            data_preprocessor, init_cfg: as :class:`StudentTeacher` (EMA
+            0.996 -> 1 by default).
     """
 
     schedule_hook = 'DINOScheduleHook'
     scheduled = 'tau_t'
     default_loss = 'DINOLoss'
 
-    def __init__(self,
-                 backbone: dict,
-                 head: dict,
-                 loss: dict | None = None,
-                 teacher_momentum: float = 0.004,
-                 teacher_end_momentum: float = 0.0,
-                 monitors: bool = True,
-                 monitor_every_iter: bool = False,
-                 data_preprocessor: dict | None = None,
-                 init_cfg: dict | None = None) -> None:
+    def __init__(self, backbone: dict, **kwargs) -> None:
         if backbone.get('out_type') != 'cls_token':
             raise ValueError("DINO trains on the class token: set the backbone's "
                              "with_cls_token=True and out_type='cls_token' (got "
                              f"out_type={backbone.get('out_type')!r})")
-        super().__init__(backbone=backbone, head=head, loss=loss,
-                         teacher_momentum=teacher_momentum,
-                         teacher_end_momentum=teacher_end_momentum,
-                         monitors=monitors, monitor_every_iter=monitor_every_iter,
-                         data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        super().__init__(backbone=backbone, **kwargs)
 
     def loss(self, inputs: list[torch.Tensor],
              data_samples: list[DataSample]) -> dict[str, torch.Tensor]:
