@@ -80,7 +80,8 @@ def summarise(results: dict, seeds: list[int], key: str = 'probes') -> str:
     """Markdown table: mean +- std per variant, margin over random in spreads.
     ``key`` is ``'probes'`` (teachers) or ``'probes_student'``; random init has
     one backbone (teacher = student at initialisation) and always uses ``probes``.
-    Every trained variant is compared with ``random`` (the FLSL config's init)."""
+    Every trained variant is compared with the random init of its own config
+    (``random-dino`` for DINO, when probed; ``random`` otherwise)."""
     def key_of(v):
         return 'probes' if v in RANDOM else key
 
@@ -101,19 +102,25 @@ def summarise(results: dict, seeds: list[int], key: str = 'probes') -> str:
             stats[v, probe] = (statistics.fmean(vals), sd)
             cells.append(f'{stats[v, probe][0]:.4f} +- {sd:.4f}')
         lines.append(f'| {probe} | ' + ' | '.join(cells) + ' |')
+    def baseline(v):  # the random init of the variant's own arm, if probed
+        own = next((r for r, arm in RANDOM.items() if arm == VARIANTS[v][0]), None)
+        return own if own in variants else 'random'
+
     if 'random' in variants and len(seeds) > 1:
         lines += ['', '| probe | variant | margin over random | spread | '
                   'margin / spread |', '|---|---|---|---|---|']
         for probe in PROBES:
-            r_mean, r_sd = stats['random', probe]
             for v in variants:
                 if v in RANDOM:
                     continue
+                base = baseline(v)
+                r_mean, r_sd = stats[base, probe]
                 mean, sd = stats[v, probe]
                 spread = max(sd, r_sd)
                 ratio = (mean - r_mean) / spread if spread > 0 else float('inf')
-                lines.append(f'| {probe} | {v} | {mean - r_mean:+.4f} | {spread:.4f} '
-                             f'| {ratio:+.1f} |')
+                name = v if base == 'random' else f'{v} vs {base}'
+                lines.append(f'| {probe} | {name} | {mean - r_mean:+.4f} | '
+                             f'{spread:.4f} | {ratio:+.1f} |')
     return '\n'.join(lines)
 
 
