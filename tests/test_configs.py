@@ -178,11 +178,11 @@ def test_published_dino_settings():
 
 
 def test_dino_demo_configs_keep_the_method():
-    """The DINO demo and study configs scale sizes and schedule lengths only; the
-    study's DINO arm has the FLSL arm's data, batch, lr, epochs and head."""
+    """The DINO demo and study configs scale sizes and schedule lengths only."""
     pub = Config.fromfile(str(ROOT / 'configs/pretrain/'
                               'dino_vit-small-p16_8xb64-100e_in1k.py'))
-    for name in ('dino_vit-tiny-p16_demo.py', 'dino_vit-tiny-p16_1xb64-10e_demo-rc.py'):
+    for name in ('dino_vit-tiny-p16_demo.py', 'dino_vit-tiny-p16_1xb64-10e_demo-rc.py',
+                 'dino_vit-tiny-p16_1xb256-100e_demo-rc4k.py'):
         cfg = Config.fromfile(str(ROOT / 'configs/pretrain' / name))
         assert cfg.model.loss == pub.model.loss, name
         for key in ('teacher_momentum', 'teacher_end_momentum'):
@@ -193,10 +193,13 @@ def test_dino_demo_configs_keep_the_method():
         crops = cfg.train_dataloader.dataset.pipeline[1]
         assert crops.num_local_crops == 10 and tuple(crops.global_scale) == (0.4, 1.0)
         assert cfg.default_hooks.loss_schedule.type == 'DINOScheduleHook'
-    dino = Config.fromfile(str(ROOT / 'configs/pretrain/'
-                               'dino_vit-tiny-p16_1xb64-10e_demo-rc.py'))
-    flsl = Config.fromfile(str(ROOT / 'configs/pretrain/'
-                               'flsl_vit-tiny-p16_1xb64-10e_demo-rc.py'))
+
+
+@pytest.mark.parametrize('budget', ['1xb64-10e_demo-rc', '1xb256-100e_demo-rc4k'])
+def test_dino_study_arm_has_the_flsl_arms_budget(budget):
+    """The study's DINO arm has the FLSL arm's data, batch, lr, epochs and head."""
+    dino = Config.fromfile(str(ROOT / f'configs/pretrain/dino_vit-tiny-p16_{budget}.py'))
+    flsl = Config.fromfile(str(ROOT / f'configs/pretrain/flsl_vit-tiny-p16_{budget}.py'))
     assert dino.train_dataloader.dataset.data_root == \
         flsl.train_dataloader.dataset.data_root
     assert dino.train_dataloader.dataset.demo_kwargs == \

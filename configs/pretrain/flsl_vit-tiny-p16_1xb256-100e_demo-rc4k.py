@@ -9,7 +9,8 @@
 # 100 epochs with the published fractions: lr warm-up 10 % of the run, tau_t
 # warm-up 10 % (30 of 300 epochs published).
 #   python tools/analysis/learning_study.py \
-#       configs/pretrain/flsl_vit-tiny-p16_1xb256-100e_demo-rc4k.py --device cuda --amp
+#       configs/pretrain/flsl_vit-tiny-p16_1xb256-100e_demo-rc4k.py --device cuda \
+#       --amp --dino-config configs/pretrain/dino_vit-tiny-p16_1xb256-100e_demo-rc4k.py
 _base_ = ['./flsl_vit-tiny-p16_1xb64-10e_demo-rc.py']
 
 data_root = 'data/flsl_demo_rc4k/'

@@ -225,8 +225,9 @@ def main(argv=None) -> int:
         works = {f'seed {s}': out / f'{variant}_seed{s}' for s in args.seeds
                  if (out / f'{variant}_seed{s}').is_dir()}
         if works:
+            arm = VARIANTS.get(variant, ('flsl',))[0]
             plot_training_curves(works, out / f'curves_{variant}.png',
-                                 title=f'{Path(args.config).stem}: {variant}')
+                                 title=f'{Path(configs[arm]).stem}: {variant}')
     table = '### Teachers\n\n' + summarise(results, args.seeds)
     if args.student:
         table += '\n\n### Students\n\n' + summarise(results, args.seeds,
