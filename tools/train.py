@@ -50,6 +50,13 @@ def build_cfg(args) -> Config:
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    old = (cfg.get('default_hooks') or {}).get('flsl_schedule')
+    if isinstance(old, dict) and 'type' not in old:
+        raise SystemExit(
+            f'{args.config}: default_hooks.flsl_schedule overrides a hook the base '
+            'runtime no longer has: the schedule hook is default_hooks.loss_schedule '
+            '(FLSLScheduleHook; DINOScheduleHook for DINO) since the DINO baseline; '
+            'rename the key (docs/pretraining.md)')
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:

@@ -54,3 +54,13 @@ def test_resume_is_exact(full_run, repo_root, demo_root, tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_an_override_of_the_renamed_schedule_hook_key_is_explained(repo_root, tmp_path):
+    child = tmp_path / 'child.py'
+    child.write_text(f"_base_ = ['{repo_root / DEMO}']\n"
+                     "default_hooks = dict(flsl_schedule=dict(start_intraview=0.5))\n")
+    proc = subprocess.run([sys.executable, 'tools/train.py', str(child)],
+                          cwd=repo_root, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert 'default_hooks.loss_schedule' in proc.stderr and 'rename the key' in proc.stderr
