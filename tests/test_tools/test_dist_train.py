@@ -150,3 +150,22 @@ def test_two_process_detection_saves_and_resumes(repo_root, demo_root, tmp_path)
     ckpt = torch.load(work / 'epoch_2.pth', weights_only=False)
     assert ckpt['meta']['iter'] == 4
     assert 'unused parameters' not in out.lower()
+
+
+def test_two_process_dino_trains_and_resumes_exactly(repo_root, demo_root, tmp_path):
+    """DINO under DDP (2 gloo processes): the class token, learned position
+    embedding and frozen last layer raise no unused-parameter error, the centre
+    is all-reduced, and a resume at the epoch boundary is bitwise the run that
+    never stopped (student, teacher, centre)."""
+    dino = 'configs/pretrain/dino_vit-tiny-p16_demo.py'
+    full, resumed = tmp_path / 'full', tmp_path / 'resumed'
+    _, out, _ = dist_train(repo_root, dino, full, *pretrain_options(demo_root))
+    assert 'Distributed training: True' in out and 'loss_dino' in out
+    _, out, _ = dist_train(repo_root, dino, resumed, *pretrain_options(demo_root),
+                           '--resume', str(full / 'epoch_1.pth'))
+    assert 'resumed epoch: 1, iter: 2' in out
+    a = torch.load(full / 'epoch_2.pth', weights_only=False)['state_dict']
+    b = torch.load(resumed / 'epoch_2.pth', weights_only=False)['state_dict']
+    assert a.keys() == b.keys() and a['loss_module.center'].abs().sum() > 0
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
