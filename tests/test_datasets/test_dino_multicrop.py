@@ -54,8 +54,9 @@ def test_deterministic_under_seeds_and_flip_happens():
     a, b = run(3), run(3)
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     assert not all(np.array_equal(x, y) for x, y in zip(a, run(4)))
-    assert any(isinstance(t, type(dmc.T.RandomHorizontalFlip()))
-               for t in DINOMultiCrop().flip_and_color.transforms)
+    flips = [t for t in DINOMultiCrop().flip_and_color.transforms
+             if isinstance(t, dmc.T.RandomHorizontalFlip)]
+    assert len(flips) == 1 and flips[0].p == 0.5
 
 
 def test_bad_image_and_settings_are_named():

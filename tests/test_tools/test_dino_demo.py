@@ -123,9 +123,23 @@ def test_mask_rcnn_demo_trains_and_tests_from_the_dino_teacher(dino_run, repo_ro
 
 
 def test_davis_demo_runs_from_the_dino_checkpoint(dino_run, repo_root, tmp_path):
+    """The pretraining checkpoint (class token dropped at load) and the converter's
+    output (class token dropped by the converter, final norm kept) give the same
+    J&F to the last digit: both paths compute the teacher's patch tokens."""
     work, _, _, _ = dino_run
-    out = run(['tools/analysis/davis_label_propagation.py', DEMO, work / 'epoch_1.pth',
-               '--demo', '--data-root', tmp_path / 'davis_demo', '--out-dir',
-               tmp_path / 'out'], repo_root)
-    assert 'propagating 3 sequences, 21 frames' in out and 'J&F-Mean' in out
-    assert (tmp_path / 'out' / 'global_results-val.csv').is_file()
+    tok = tmp_path / 'tok.pth'
+    run(['tools/model_converters/flsl_to_mmdet.py', work / 'epoch_1.pth', tok,
+         '--arch', 'tiny', '--keep-final-norm'], repo_root)
+    scores = {}
+    for name, ckpt in (('raw', work / 'epoch_1.pth'), ('converted', tok)):
+        out = run(['tools/analysis/davis_label_propagation.py', DEMO, ckpt, '--demo',
+                   '--data-root', tmp_path / 'davis_demo', '--out-dir',
+                   tmp_path / name], repo_root)
+        assert 'propagating 3 sequences, 21 frames' in out
+        head, values = re.findall(r'^(J&F-Mean.*)\n(.*)$', out, re.M)[-1]
+        scores[name] = dict(zip([h.strip() for h in head.split('|')],
+                                [float(v) for v in values.split('|')]))
+    assert 0.0 < scores['raw']['J&F-Mean'] <= 1.0
+    assert scores['raw'] == scores['converted']
+    assert (tmp_path / 'raw' / 'global_results-val.csv').read_text() == \
+        (tmp_path / 'converted' / 'global_results-val.csv').read_text()

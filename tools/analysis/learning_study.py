@@ -49,6 +49,11 @@ VARIANTS = {
 # random-init arms (probed, not trained): the backbone of that config, same seed
 RANDOM = {'random': 'flsl', 'random-dino': 'dino'}
 DINO_CONFIG = 'configs/pretrain/dino_vit-tiny-p16_1xb64-10e_demo-rc.py'
+
+
+def arm_of(variant: str) -> str:
+    """The config a variant uses: 'flsl' (the study's) or 'dino' (--dino-config)."""
+    return VARIANTS[variant][0] if variant in VARIANTS else RANDOM[variant]
 PROBES = ['knn_miou', 'linear_miou', 'cluster_miou', 'bbox_knn_top1@20']
 
 
@@ -103,7 +108,7 @@ def summarise(results: dict, seeds: list[int], key: str = 'probes') -> str:
             cells.append(f'{stats[v, probe][0]:.4f} +- {sd:.4f}')
         lines.append(f'| {probe} | ' + ' | '.join(cells) + ' |')
     def baseline(v):  # the random init of the variant's own arm, if probed
-        own = next((r for r, arm in RANDOM.items() if arm == VARIANTS[v][0]), None)
+        own = next((r for r, arm in RANDOM.items() if arm == arm_of(v)), None)
         return own if own in variants else 'random'
 
     if 'random' in variants and len(seeds) > 1:
@@ -146,7 +151,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     config = str(Path(args.config).resolve())
     configs = dict(flsl=config, dino=str((REPO / args.dino_config).resolve()))
-    if any(VARIANTS.get(v, (RANDOM.get(v),))[0] == 'dino' for v in args.variants):
+    if any(arm_of(v) == 'dino' for v in args.variants):
         dino_cfg = Config.fromfile(configs['dino'])
         if dino_cfg.model.get('type') != 'DINO':
             raise SystemExit(f'--dino-config {args.dino_config}: not a DINO config')
@@ -198,7 +203,7 @@ def main(argv=None) -> int:
         elif variant in RANDOM:
             entry = dict(seconds={})
             probe(tag, seed, ['--random-init'], 'probes', entry, step,
-                  RANDOM[variant])
+                  arm_of(variant))
         else:
             arm, overrides = VARIANTS[variant]
             entry = dict(seconds={})
@@ -219,15 +224,15 @@ def main(argv=None) -> int:
         if args.student and variant in VARIANTS and 'probes_student' not in entry:
             ckpt = entry.get('checkpoint') or str(last_checkpoint(out / tag))
             probe(tag, seed, [ckpt, '--student'], 'probes_student', entry, step,
-                  VARIANTS[variant][0])
+                  arm_of(variant))
             save()
     for variant in results:
         works = {f'seed {s}': out / f'{variant}_seed{s}' for s in args.seeds
                  if (out / f'{variant}_seed{s}').is_dir()}
         if works:
-            arm = VARIANTS.get(variant, ('flsl',))[0]
             plot_training_curves(works, out / f'curves_{variant}.png',
-                                 title=f'{Path(configs[arm]).stem}: {variant}')
+                                 title=f'{Path(configs[arm_of(variant)]).stem}: '
+                                 f'{variant}')
     table = '### Teachers\n\n' + summarise(results, args.seeds)
     if args.student:
         table += '\n\n### Students\n\n' + summarise(results, args.seeds,

@@ -50,13 +50,15 @@ class TeacherTargets(nn.Module):
     tau_t warms up linearly ``warmup_teacher_temp -> teacher_temp`` over the first
     ``warmup_teacher_temp_epochs`` epochs, then stays; the schedule hook calls
     :meth:`set_epoch` and ``current_teacher_temp`` is the value in use. The centre
-    (a ``1 x out_dim`` buffer, saved in checkpoints) moves by :meth:`update_center`.
+    (a ``1 x out_dim`` buffer, saved in checkpoints) moves by :meth:`update_center`
+    and is subtracted from the teacher's logits when ``use_centering``.
     """
 
     def __init__(self, out_dim: int, student_temp: float, teacher_temp: float,
                  warmup_teacher_temp: float, warmup_teacher_temp_epochs: int,
-                 center_momentum: float) -> None:
+                 center_momentum: float, use_centering: bool) -> None:
         super().__init__()
+        self.use_centering = use_centering
         self.out_dim = out_dim
         self.student_temp = student_temp
         self.teacher_temp = teacher_temp
@@ -72,6 +74,11 @@ class TeacherTargets(nn.Module):
             epoch, self.warmup_teacher_temp, self.teacher_temp,
             self.warmup_teacher_temp_epochs)
         return self.current_teacher_temp
+
+    def teacher_probs(self, teacher_logits: torch.Tensor) -> torch.Tensor:
+        """``softmax((g_t [- c]) / tau_t)`` at the current tau_t (and centre)."""
+        return teacher_probs(teacher_logits, self.current_teacher_temp,
+                             self.center if self.use_centering else None)
 
     def update_center(self, teacher_logits: torch.Tensor) -> None:
         update_center_(self.center, teacher_logits, self.center_momentum)

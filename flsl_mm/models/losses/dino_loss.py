@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from flsl_mm.registry import MODELS
-from .centering import TeacherTargets, teacher_probs
-from .flsl_loss import kmeans_loss
+from .centering import TeacherTargets
 
 
 @MODELS.register_module()
@@ -42,12 +42,9 @@ class DINOLoss(TeacherTargets):
                  warmup_teacher_temp_epochs: int = 0,
                  center_momentum: float = 0.9) -> None:
         super().__init__(out_dim, student_temp, teacher_temp, warmup_teacher_temp,
-                         warmup_teacher_temp_epochs, center_momentum)
+                         warmup_teacher_temp_epochs, center_momentum,
+                         use_centering=True)
         self.num_global_crops = num_global_crops
-
-    def teacher_probs(self, teacher_logits: torch.Tensor) -> torch.Tensor:
-        """``softmax((g_t - c) / tau_t)`` at the current tau_t and centre."""
-        return teacher_probs(teacher_logits, self.current_teacher_temp, self.center)
 
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor
                 ) -> dict[str, torch.Tensor]:
@@ -60,17 +57,16 @@ class DINOLoss(TeacherTargets):
         if len(student_logits) % batch or len(student_logits) // batch <= 1:
             raise ValueError(f'DINOLoss: {len(student_logits)} student rows are not '
                              f'crops of the batch of {batch} (at least 2 crops)')
-        p_t = self.teacher_probs(teacher_logits).chunk(self.num_global_crops)
-        s_crops = student_logits.chunk(len(student_logits) // batch)
-        total, pairs = 0, 0
-        for t, q in enumerate(p_t):
-            for s, logits in enumerate(s_crops):
-                if s == t:  # the same view: skipped
-                    continue
-                total = total + kmeans_loss(logits, q, self.student_temp)
-                pairs += 1
+        k = student_logits.shape[-1]
+        p_t = self.teacher_probs(teacher_logits).reshape(self.num_global_crops, batch, k)
+        log_ps = F.log_softmax(student_logits.float() / self.student_temp, dim=-1)
+        log_ps = log_ps.reshape(-1, batch, k)  # each crop's log-softmax once
+        # ce[t, s]: batch-mean CE of teacher crop t against student crop s
+        ce = -torch.einsum('tbk,sbk->ts', p_t, log_ps) / batch
+        same_view = torch.eye(*ce.shape, dtype=torch.bool, device=ce.device)
+        pairs = ce.numel() - min(ce.shape)
         self.update_center(teacher_logits)
-        return dict(loss_dino=total / pairs)
+        return dict(loss_dino=ce.masked_fill(same_view, 0).sum() / pairs)
 
 
 __all__ = ['DINOLoss']

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from flsl_mm.registry import MODELS
 from flsl_mm.utils.dist import all_reduce_mean_identity_grad
-from .centering import TeacherTargets, teacher_probs, teacher_temp_at  # noqa: F401
+from .centering import TeacherTargets, teacher_temp_at  # noqa: F401
 
 
 def meanshift_loss(queries: torch.Tensor, modes: torch.Tensor) -> torch.Tensor:
@@ -71,16 +71,10 @@ class FLSLLoss(TeacherTargets):
                  use_centering: bool = False,
                  center_momentum: float = 0.9) -> None:
         super().__init__(out_dim, student_temp, teacher_temp, warmup_teacher_temp,
-                         warmup_teacher_temp_epochs, center_momentum)
+                         warmup_teacher_temp_epochs, center_momentum, use_centering)
         self.upsilon = upsilon
         self.eta = eta
         self.gamma = gamma
-        self.use_centering = use_centering
-
-    def teacher_probs(self, teacher_logits: torch.Tensor) -> torch.Tensor:
-        """``softmax((g_t [- c]) / tau_t)`` at the current tau_t."""
-        return teacher_probs(teacher_logits, self.current_teacher_temp,
-                             self.center if self.use_centering else None)
 
     def forward(self, queries: torch.Tensor, sa_modes: torch.Tensor,
                 student_logits: torch.Tensor, teacher_logits: torch.Tensor
