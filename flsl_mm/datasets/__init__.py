@@ -1,6 +1,7 @@
 from .demo_data import ensure_demo_data, make_demo_data
 from .demo_dataset import DemoCocoDataset, DemoImageDataset
 from .demo_seg_dataset import DemoSegDataset
+from .sample_seeding import SampleSeededDataset, SeededSampler
 from .transforms.dino_multicrop import DINOMultiCrop
 from .transforms.flsl_multiview import FLSLMultiView
 from .transforms.query_mask import query_mask
@@ -8,5 +9,6 @@ from .uavdt import UAVDTDataset, make_uavdt_demo
 
 __all__ = [
     'FLSLMultiView', 'DINOMultiCrop', 'query_mask', 'make_demo_data', 'ensure_demo_data',
-    'DemoImageDataset', 'DemoCocoDataset', 'DemoSegDataset', 'UAVDTDataset', 'make_uavdt_demo'
+    'DemoImageDataset', 'DemoCocoDataset', 'DemoSegDataset', 'UAVDTDataset', 'make_uavdt_demo',
+    'SampleSeededDataset', 'SeededSampler'
 ]

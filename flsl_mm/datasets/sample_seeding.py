@@ -1,0 +1,117 @@
+"""Per-sample random streams: what a training sample draws depends only on the run's
+seed, the epoch and the sample's position in the epoch (docs/pretraining.md,
+"Preemption and resume").
+
+mmengine seeds each loader worker from the seed, rank and worker id, so a sample's
+augmentation depends on which worker drew it and on everything that worker drew
+before: a run resumed mid-epoch (fresh workers, skipped batches) or with another
+number of workers draws other crops. Here the sampler hands every dataset index
+together with its own seed (:class:`SeededSampler`), and
+:class:`SampleSeededDataset` seeds Python's ``random``, numpy's global generator
+and torch's CPU generator from it for the duration of that one sample (the
+caller's generator states are put back afterwards). The transforms themselves are
+unchanged: they draw from the same global generators, in the same order, as
+before.
+"""
+from __future__ import annotations
+
+import random
+from contextlib import contextmanager
+from typing import Iterator
+
+import numpy as np
+import torch
+from mmengine.dataset import DefaultSampler
+from torch.utils.data import Dataset
+
+from flsl_mm.registry import DATA_SAMPLERS
+
+_U64 = (1 << 64) - 1
+
+
+def sample_seed(seed: int, epoch: int, position: int) -> int:
+    """The 64-bit seed of the sample at ``position`` of the epoch's global order
+    (positions ``rank, rank + world_size, ...`` belong to rank ``rank``).
+
+    A hash (numpy's ``SeedSequence``), so neighbouring positions and epochs get
+    unrelated streams."""
+    words = np.random.SeedSequence([seed & _U64, epoch, position]).generate_state(
+        2, np.uint32)
+    return (int(words[0]) << 32) | int(words[1])
+
+
+@contextmanager
+def seeded_rng(seed: int):
+    """Seed ``random``, ``numpy.random`` and torch's CPU generator from ``seed``
+    for the block; restore the previous states after it."""
+    saved = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    words = np.random.SeedSequence(seed & _U64).generate_state(4, np.uint32)
+    random.seed((int(words[0]) << 32) | int(words[1]))
+    np.random.seed(int(words[2]))
+    torch.manual_seed((int(words[3]) << 32) | int(words[0]))
+    try:
+        yield
+    finally:
+        random.setstate(saved[0])
+        np.random.set_state(saved[1])
+        torch.set_rng_state(saved[2])
+
+
+class SampleSeededDataset(Dataset):
+    """Wraps a dataset so that item ``(index, seed)`` is ``dataset[index]`` made
+    under :func:`seeded_rng` ``(seed)``. ``metainfo`` and ``len`` are the wrapped
+    dataset's; ``.dataset`` is the wrapped dataset."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+
+    @property
+    def metainfo(self) -> dict:
+        return getattr(self.dataset, 'metainfo', {})
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        if not (isinstance(key, tuple) and len(key) == 2):
+            raise TypeError(
+                'SampleSeededDataset takes (index, seed) items from SeededSampler, '
+                f'got {key!r}: build the loader with ResumableEpochBasedTrainLoop')
+        index, seed = key
+        with seeded_rng(seed):
+            return self.dataset[index]
+
+
+@DATA_SAMPLERS.register_module()
+class SeededSampler(DefaultSampler):
+    """mmengine's ``DefaultSampler`` (the same order: a permutation seeded by
+    ``seed + epoch``, padded, split by rank) whose items are
+    ``(index, sample_seed(seed, epoch, position))``, for
+    :class:`SampleSeededDataset`.
+
+    :meth:`start_at` makes the next epoch's iteration begin at this rank's
+    ``n``-th sample: the batches before it are skipped here, at the sampler,
+    without loading anything (an exact mid-epoch resume).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._start = 0
+
+    def start_at(self, num_samples: int) -> None:
+        """Skip this rank's first ``num_samples`` samples in the next iteration
+        over the sampler (only that one)."""
+        if not 0 <= num_samples <= self.num_samples:
+            raise ValueError(f'SeededSampler.start_at: {num_samples} is outside '
+                             f'this rank\'s epoch of {self.num_samples} samples')
+        self._start = num_samples
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        start, self._start = self._start, 0
+        indices = list(super().__iter__())  # this rank's share, in order
+        return ((indices[k], sample_seed(self.seed, self.epoch,
+                                         self.rank + k * self.world_size))
+                for k in range(start, len(indices)))
+
+
+__all__ = ['sample_seed', 'seeded_rng', 'SampleSeededDataset', 'SeededSampler']
