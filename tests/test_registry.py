@@ -17,6 +17,8 @@ COMPONENTS = [
     ('DATASETS', 'DemoSegDataset'),
     ('DATASETS', 'UAVDTDataset'), ('DATASETS', 'UAVDTDemoDataset'),
     ('METRICS', 'UAVDTMetric'),
+    ('HOOKS', 'ResumableCheckpointHook'), ('LOOPS', 'ResumableEpochBasedTrainLoop'),
+    ('DATA_SAMPLERS', 'SeededSampler'),
 ]
 # Names a library also registers, in the scope where the library's wins (its
 # own registry is searched first): docs/registry.md. mmdet's DINO is the DETR
@@ -27,7 +29,8 @@ SHADOWED = {('MODELS', 'DINO'): 'mmdet'}
 
 def _all_registered():
     names = set()
-    for reg_name in ('MODELS', 'TRANSFORMS', 'HOOKS', 'DATASETS', 'METRICS'):
+    for reg_name in ('MODELS', 'TRANSFORMS', 'HOOKS', 'DATASETS', 'METRICS', 'LOOPS',
+                     'DATA_SAMPLERS'):
         registry = getattr(reg, reg_name)
         for key, cls in registry.module_dict.items():
             if cls.__module__.startswith('flsl_mm'):

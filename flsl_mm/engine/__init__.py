@@ -2,13 +2,16 @@ from .hooks.deferred_runtime_info_hook import DeferredRuntimeInfoHook
 from .hooks.flsl_schedule_hook import DINOScheduleHook, FLSLScheduleHook
 from .hooks.grad_hooks import FreezeLastLayerHook, PerParamGradClipHook
 from .hooks.non_finite_loss_hook import NonFiniteLossHook
+from .hooks.resumable_checkpoint_hook import ResumableCheckpointHook
 from .hooks.rng_state_hook import RNGStateHook
 from .hooks.teacher_update_hook import FLSLTeacherUpdateHook
+from .loops import ResumableEpochBasedTrainLoop
 from .optimizers import (FLSLOptimWrapperConstructor,
                          LayerDecayOptimWrapperConstructor)
 
 __all__ = [
     'DeferredRuntimeInfoHook', 'FLSLScheduleHook', 'DINOScheduleHook', 'FreezeLastLayerHook', 'PerParamGradClipHook',
-    'NonFiniteLossHook', 'RNGStateHook', 'FLSLTeacherUpdateHook',
+    'NonFiniteLossHook', 'RNGStateHook', 'ResumableCheckpointHook',
+    'ResumableEpochBasedTrainLoop', 'FLSLTeacherUpdateHook',
     'LayerDecayOptimWrapperConstructor', 'FLSLOptimWrapperConstructor'
 ]

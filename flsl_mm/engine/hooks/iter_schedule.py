@@ -10,8 +10,15 @@ _HOOK = Hook()  # for mmengine's iteration predicates
 
 def checkpoint_due(runner, by_epoch: bool) -> bool:
     """Whether a ``CheckpointHook`` of ``runner`` saves at the end of this epoch
-    (``by_epoch``) or iteration: the hook's own condition, evaluated on every rank."""
+    (``by_epoch``) or iteration: the hook's own condition, evaluated on every rank.
+    A :class:`ResumableCheckpointHook` also saves mid-epoch (intervals, stop
+    signals): its per-iteration decision, agreed by all ranks, is asked for."""
+    from .resumable_checkpoint_hook import ResumableCheckpointHook
     for hook in runner.hooks:
+        if not by_epoch and isinstance(hook, ResumableCheckpointHook):
+            if hook.save_due(runner) is not None:
+                return True
+            continue
         if not isinstance(hook, CheckpointHook) or hook.by_epoch != by_epoch:
             continue
         if by_epoch:
