@@ -321,3 +321,19 @@ def test_bf16_config_is_the_published_run_in_bf16(monkeypatch):
         dtype=bf16.optim_wrapper.dtype, loss_scale=bf16.optim_wrapper.loss_scale))
     assert wrapper.cast_dtype == torch.bfloat16
     assert not wrapper.loss_scaler.is_enabled()
+
+
+@pytest.mark.parametrize('path', CONFIGS)
+def test_every_config_checkpoints_for_preemption(path):
+    """Atomic checkpoints and stop signals everywhere; pretraining also resumes
+    exactly mid-epoch and checkpoints every 30 min (docs/pretraining.md,
+    "Preemption and resume")."""
+    cfg = Config.fromfile(str(ROOT / path))
+    hook = cfg.default_hooks.checkpoint
+    assert hook.type == 'ResumableCheckpointHook'
+    if path.startswith('configs/pretrain/'):
+        assert cfg.train_cfg.type == 'ResumableEpochBasedTrainLoop'
+        assert cfg.train_dataloader.sampler.type == 'DefaultSampler'
+        assert hook.interval_minutes == 30
+    else:
+        assert hook.get('interval_minutes', 0) == 0  # fine-tuning: as before

@@ -4,6 +4,15 @@
 # CPUS_PER_TASK defaults to the config's train_dataloader.num_workers (10 for the
 # published pretraining configs: one core per loader worker), read with mmengine;
 # set it to override. PYTHON selects the interpreter (default python).
+#
+# Preemption (docs/pretraining.md, "Preemption and resume"), on by default:
+#   - Slurm sends SIGUSR1 SIGNAL_LEAD seconds (default 120) before the time limit
+#     (srun --signal); on it, or on SIGTERM (scancel, preemption), every rank
+#     finishes its iteration, one checkpoint is written and training stops;
+#   - the job then requeues itself (scontrol requeue; submit it with sbatch
+#     --requeue) and the requeued job resumes from the newest good checkpoint of
+#     WORK_DIR (--resume is added; a first run without checkpoints starts afresh).
+#   REQUEUE=0 turns off the signal lead, the requeue and the automatic --resume.
 set -euo pipefail
 PARTITION=$1
 JOB_NAME=$2
@@ -24,6 +33,24 @@ print(max(1, int(loader.get("num_workers", 1))))' "$CONFIG") || {
     }
 fi
 SRUN_ARGS=${SRUN_ARGS:-""}
+REQUEUE=${REQUEUE:-1}
+SIGNAL_LEAD=${SIGNAL_LEAD:-120}
+PREEMPT_SRUN=()
+PREEMPT_TRAIN=()
+if [ "$REQUEUE" = "1" ]; then
+    export FLSL_MM_REQUEUE=1
+    PREEMPT_SRUN=(--signal="USR1@${SIGNAL_LEAD}")
+    resume_given=0
+    for a in "${@:5}"; do
+        case "$a" in --resume|--resume=*) resume_given=1 ;; esac
+    done
+    [ "$resume_given" = "1" ] || PREEMPT_TRAIN=(--resume)
+elif [ "$REQUEUE" != "0" ]; then
+    echo "slurm_train.sh: REQUEUE must be 1 or 0, got '$REQUEUE'" >&2
+    exit 2
+else
+    export FLSL_MM_REQUEUE=0
+fi
 
 PYTHONPATH="$(dirname "$0")/..":${PYTHONPATH:-} \
 srun -p "${PARTITION}" \
@@ -33,6 +60,7 @@ srun -p "${PARTITION}" \
     --ntasks-per-node="${GPUS_PER_NODE}" \
     --cpus-per-task="${CPUS_PER_TASK}" \
     --kill-on-bad-exit=1 \
+    ${PREEMPT_SRUN[@]+"${PREEMPT_SRUN[@]}"} \
     ${SRUN_ARGS} \
     "$PY" -u "$(dirname "$0")/train.py" "${CONFIG}" --work-dir="${WORK_DIR}" \
-    --launcher="slurm" "${@:5}"
+    --launcher="slurm" ${PREEMPT_TRAIN[@]+"${PREEMPT_TRAIN[@]}"} "${@:5}"

@@ -23,6 +23,14 @@ def parse_args(argv=None):
         '--resume', nargs='?', type=str, const='auto',
         help='resume from PATH, or (no PATH) from the latest checkpoint in the '
         'work dir')
+    parser.add_argument(
+        '--checkpoint-iters', type=int, metavar='N',
+        help='also write a mid-epoch checkpoint every N iterations '
+        '(ResumableCheckpointHook interval_iters)')
+    parser.add_argument(
+        '--checkpoint-minutes', type=float, metavar='M',
+        help='also write a mid-epoch checkpoint when M minutes passed since the '
+        'last checkpoint (ResumableCheckpointHook interval_minutes)')
     parser.add_argument('--amp', action='store_true',
                         help='mixed precision (AmpOptimWrapper); needs a GPU')
     parser.add_argument('--auto-scale-lr', action='store_true',
@@ -40,6 +48,48 @@ def parse_args(argv=None):
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
+
+
+def _say(message: str) -> None:
+    if os.environ.get('RANK', '0') == '0':
+        print(f'[train] {message}', file=sys.stderr, flush=True)
+
+
+def resume_checkpoint(work_dir: str, resume: str) -> str | None:
+    """The checkpoint ``--resume`` continues from: a given path, which must be
+    complete, or (``auto``) the newest complete one of the work dir, skipping
+    broken ones with a warning; None when the work dir has no checkpoint yet."""
+    from flsl_mm.engine.checkpoint_io import (NoGoodCheckpoint, checkpoint_problem,
+                                              find_resume_checkpoint)
+    if resume != 'auto':
+        problem = checkpoint_problem(resume)
+        if problem is not None:
+            raise SystemExit(f'--resume: cannot resume from {resume}: {problem}')
+        return resume
+    try:
+        path = find_resume_checkpoint(work_dir, warn=lambda m: _say(f'WARNING: {m}'))
+    except NoGoodCheckpoint as exc:
+        raise SystemExit(f'--resume: {exc}') from None
+    if path is None:
+        _say(f'--resume: no checkpoint in {work_dir} yet: starting from scratch')
+    return path
+
+
+def set_checkpoint_intervals(cfg: Config, args) -> None:
+    """--checkpoint-iters / --checkpoint-minutes into the checkpoint hook."""
+    wanted = {'interval_iters': args.checkpoint_iters,
+              'interval_minutes': args.checkpoint_minutes}
+    wanted = {k: v for k, v in wanted.items() if v is not None}
+    if not wanted:
+        return
+    from flsl_mm.engine import ResumableCheckpointHook
+    hook = (cfg.get('default_hooks') or {}).get('checkpoint') or {}
+    if hook.get('type') not in ('ResumableCheckpointHook', ResumableCheckpointHook):
+        raise SystemExit(
+            f'--checkpoint-iters/--checkpoint-minutes need '
+            f"default_hooks.checkpoint.type='ResumableCheckpointHook'; "
+            f'{args.config} has {hook.get("type")!r}')
+    hook.update(wanted)
 
 
 def build_cfg(args) -> Config:
@@ -78,14 +128,10 @@ def build_cfg(args) -> Config:
     if args.no_validate:
         for key in ('val_dataloader', 'val_cfg', 'val_evaluator'):
             cfg[key] = None
-    if args.resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
-    elif args.resume is not None:
-        if not osp.isfile(args.resume):
-            raise SystemExit(f'--resume: checkpoint not found: {args.resume}')
-        cfg.resume = True
-        cfg.load_from = args.resume
+    set_checkpoint_intervals(cfg, args)
+    if args.resume is not None:
+        cfg.load_from = resume_checkpoint(cfg.work_dir, args.resume)
+        cfg.resume = cfg.load_from is not None
     from flsl_mm.compat import cpu_ddp_wrapper_cfg, ops_preflight
     cpu_ddp_wrapper_cfg(cfg)
     ops_line = ops_preflight()
@@ -98,7 +144,11 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = build_cfg(args)
     runner = Runner.from_cfg(cfg)
-    runner.train()
+    from flsl_mm.engine.preemption import TrainingPreempted
+    try:
+        runner.train()
+    except TrainingPreempted:  # a stop signal: a checkpoint is written, say so, end
+        runner.call_hook('after_run')
     from flsl_mm.utils.dist import shutdown_distributed
     shutdown_distributed()
 

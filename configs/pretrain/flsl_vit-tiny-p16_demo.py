@@ -52,11 +52,11 @@ param_scheduler = [
          eta_min_ratio=10.0, by_epoch=True, begin=0, end=max_epochs,
          T_max=max_epochs, convert_to_iter_based=True),
 ]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
+train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=max_epochs)
 auto_scale_lr = dict(base_batch_size=16, enable=False)
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=1),
-    checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=2,
+    checkpoint=dict(type='ResumableCheckpointHook', interval=5, max_keep_ckpts=2,
                     save_last=True))
 log_processor = dict(window_size=1)

@@ -1,4 +1,5 @@
-"""tools/slurm_train.sh asks Slurm for one core per loader worker of the config."""
+"""tools/slurm_train.sh asks Slurm for one core per loader worker of the config,
+and for preemption: SIGUSR1 before the time limit, requeue, automatic --resume."""
 import os
 import subprocess
 import sys
@@ -12,19 +13,22 @@ def fake_srun(tmp_path):
     bin_dir = tmp_path / 'bin'
     bin_dir.mkdir()
     srun = bin_dir / 'srun'
-    srun.write_text('#!/bin/sh\nfor a in "$@"; do echo "$a"; done\n')
+    srun.write_text('#!/bin/sh\necho "FLSL_MM_REQUEUE=$FLSL_MM_REQUEUE"\n'
+                    'for a in "$@"; do echo "$a"; done\n')
     srun.chmod(0o755)
     return bin_dir
 
 
-def slurm(repo_root, bin_dir, config, cpus=None):
-    env = {k: v for k, v in os.environ.items() if k != 'CPUS_PER_TASK'}
+def slurm(repo_root, bin_dir, config, cpus=None, extra=(), **variables):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ('CPUS_PER_TASK', 'REQUEUE', 'SIGNAL_LEAD')}
+    env.update(variables)
     env.update(PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}',
                PYTHON=sys.executable)
     if cpus is not None:
         env['CPUS_PER_TASK'] = cpus
     return subprocess.run(['bash', 'tools/slurm_train.sh', 'part', 'job', config,
-                           'work_dirs/x'], cwd=repo_root, env=env,
+                           'work_dirs/x', *extra], cwd=repo_root, env=env,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -48,3 +52,22 @@ def test_unreadable_config_is_named(repo_root, fake_srun):
     proc = slurm(repo_root, fake_srun, 'configs/missing.py')
     assert proc.returncode == 2
     assert 'configs/missing.py; set CPUS_PER_TASK' in proc.stderr
+
+
+PRETRAIN = 'configs/pretrain/flsl_vit-small-p16_8xb64-300e_in1k.py'
+
+
+def test_preemption_settings_by_default_and_off_with_requeue_0(repo_root, fake_srun):
+    args = slurm(repo_root, fake_srun, PRETRAIN).stdout.splitlines()
+    assert args[0] == 'FLSL_MM_REQUEUE=1'  # the checkpoint hook requeues the job
+    assert '--signal=USR1@120' in args
+    assert args[-1] == '--resume' and args.count('--resume') == 1
+    args = slurm(repo_root, fake_srun, PRETRAIN, SIGNAL_LEAD='300',
+                 extra=('--resume', 'ckpt.pth')).stdout.splitlines()
+    assert '--signal=USR1@300' in args and args.count('--resume') == 1
+    assert args[-2:] == ['--resume', 'ckpt.pth']
+    args = slurm(repo_root, fake_srun, PRETRAIN, REQUEUE='0').stdout.splitlines()
+    assert args[0] == 'FLSL_MM_REQUEUE=0'
+    assert '--resume' not in args and not any(a.startswith('--signal') for a in args)
+    proc = slurm(repo_root, fake_srun, PRETRAIN, REQUEUE='yes')
+    assert proc.returncode == 2 and 'REQUEUE must be 1 or 0' in proc.stderr

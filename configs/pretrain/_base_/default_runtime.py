@@ -18,4 +18,8 @@ default_hooks = dict(
     grad_clip=dict(type='PerParamGradClipHook', max_norm=3.0),
     non_finite_loss=dict(type='NonFiniteLossHook'),
     rng_state=dict(type='RNGStateHook'),
+    # atomic checkpoints; also one mid-epoch every 30 min of wall clock, and one
+    # on SIGTERM / SIGUSR1 before stopping (docs/pretraining.md, "Preemption and
+    # resume"); the loop (ResumableEpochBasedTrainLoop) resumes from any of them
+    checkpoint=dict(type='ResumableCheckpointHook', interval_minutes=30),
 )

@@ -21,6 +21,6 @@ param_scheduler = [
          eta_min_ratio=10.0, by_epoch=True, begin=0, end=max_epochs,
          T_max=max_epochs, convert_to_iter_based=True),
 ]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
+train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=max_epochs)
 # lr above is for 8 GPUs x 64 images; --auto-scale-lr rescales it linearly.
 auto_scale_lr = dict(base_batch_size=512, enable=False)
