@@ -25,6 +25,18 @@ def demo_root(tmp_path_factory) -> Path:
     return make_demo_data(root, num_train=16, num_val=8, img_size=(96, 128), seed=0)
 
 
+@pytest.fixture(autouse=True)
+def _isolated_default_scope():
+    """A Runner built by one test (e.g. ``default_scope='mmengine'``) stays the
+    current ``DefaultScope`` for the rest of the process: forget the scopes a
+    test created so that the next test starts from the same state."""
+    from mmengine.registry import DefaultScope
+    before = set(DefaultScope._instance_dict)
+    yield
+    for name in set(DefaultScope._instance_dict) - before:
+        DefaultScope._instance_dict.pop(name, None)
+
+
 @pytest.fixture
 def mmlogger_messages():
     """The messages mmengine's current logger emits during the test (e.g. the

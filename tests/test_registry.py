@@ -58,3 +58,17 @@ def test_resolvable_from_scope(scope, registry_name, name):
         assert cls.__module__.startswith(scope)
         return
     assert cls is not None and cls is root.get(name)
+
+
+@pytest.mark.parametrize('scope', [None, 'mmengine', 'mmpretrain', 'mmdet'])
+def test_algorithm_builds_whatever_default_scope_is_current(scope):
+    """mmpretrain's SelfSupDataPreprocessor (the algorithm's default) is named with
+    its scope: building FLSL after a Runner made 'mmengine' current still works."""
+    from flsl_mm.models import FLSL
+    cfg = dict(backbone=dict(type='FLSLViT', patch_size=16,
+                             arch=dict(embed_dims=32, num_layers=1, num_heads=2)),
+               head=dict(type='FLSLHead', in_channels=32, out_channels=16,
+                         hidden_channels=24, bottleneck_channels=8))
+    with DefaultScope.overwrite_default_scope(scope):
+        model = FLSL(**cfg)
+    assert type(model.data_preprocessor).__name__ == 'SelfSupDataPreprocessor'

@@ -58,6 +58,11 @@ class StudentTeacher(BaseSelfSupervisor):
                  monitor_every_iter: bool = False,
                  data_preprocessor: dict | None = None,
                  init_cfg: dict | None = None) -> None:
+        if data_preprocessor is None or isinstance(data_preprocessor, dict):
+            # mmpretrain's preprocessor, named with its scope: found whatever
+            # default scope is current (a Runner built earlier may have set it)
+            data_preprocessor = dict(data_preprocessor or {})
+            data_preprocessor.setdefault('type', 'mmpretrain.SelfSupDataPreprocessor')
         super().__init__(backbone=backbone, head=head,
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         loss = dict(loss or {})
