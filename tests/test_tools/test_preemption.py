@@ -204,24 +204,36 @@ def launch_dist(repo_root, work, data_root, *extra):
     return proc, log
 
 
-def rank_pid(group: int, rank: int) -> int:
-    """The training process of ``rank`` in process group ``group``: its
-    environment says RANK and its parent is torchrun (its loader workers share
-    the environment but their parent is the rank)."""
+def rank_pid(root: int, rank: int) -> int:
+    """The training process of ``rank`` under process ``root``: a descendant
+    whose environment says RANK and whose parent is torchrun (torchrun starts
+    each rank in a session of its own; loader workers share the rank's
+    environment but their parent is the rank)."""
     def read(pid, name):
         with open(f'/proc/{pid}/{name}', 'rb') as f:
             return f.read()
+
+    def parent(pid):
+        return int(read(pid, 'stat').rsplit(b')', 1)[1].split()[1])
+
+    children = {}
     for pid in (int(p) for p in os.listdir('/proc') if p.isdigit()):
         try:
-            if os.getpgid(pid) != group or f'RANK={rank}'.encode() not in \
-                    read(pid, 'environ').split(b'\0'):
-                continue
-            parent = read(pid, 'stat').rsplit(b')', 1)[1].split()[1].decode()
-            if b'torch.distributed.run' in read(int(parent), 'cmdline'):
-                return pid
-        except (OSError, ProcessLookupError):
+            children.setdefault(parent(pid), []).append(pid)
+        except OSError:
             continue
-    raise AssertionError(f'no rank {rank} process found')
+    todo, found = [root], []
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            if f'RANK={rank}'.encode() in read(pid, 'environ').split(b'\0') and \
+                    b'torch.distributed.run' in read(parent(pid), 'cmdline'):
+                found.append(pid)
+        except OSError:
+            continue
+    assert len(found) == 1, f'rank {rank} processes under {root}: {found}'
+    return found[0]
 
 
 def test_two_processes_stop_together_when_only_one_rank_is_signalled(
