@@ -1,7 +1,8 @@
 """ResumableEpochBasedTrainLoop + ResumableCheckpointHook on a toy model, in
 process: a run stopped after a mid-epoch checkpoint and resumed equals the run
 that never stopped, without loading the batches already done; stop signals;
-pruning and file names; a changed batch size is refused."""
+pruning and file names; a changed batch size is refused; mmengine's own loops
+(fine-tuning) stop on a signal and resume as documented."""
 import os
 import random
 import signal
@@ -80,17 +81,24 @@ class SignalAt(Hook):
 RUNS = [0]
 
 
-def runner(work_dir, *, epochs=2, batch=4, hooks=(), resume_from=None, **ckpt):
+def runner(work_dir, *, epochs=2, batch=4, hooks=(), resume_from=None,
+           loop='ResumableEpochBasedTrainLoop', **ckpt):
     RUNS[0] += 1
     ckpt.setdefault('interval', 1)
+    train_cfg = dict(type=loop, max_epochs=epochs)
+    sampler = dict(type='DefaultSampler', shuffle=True)
+    if loop == 'IterBasedTrainLoop':  # as the segmentation configs
+        train_cfg = dict(type=loop, max_iters=epochs * NUM // batch)
+        sampler = dict(type='InfiniteSampler', shuffle=True)
+        ckpt.update(by_epoch=False, interval=train_cfg['max_iters'])
     return Runner(
         model=dict(type='ResumeToyModel'), work_dir=str(work_dir),
         experiment_name=f'resume_toy_{RUNS[0]}', default_scope='mmengine',
         train_dataloader=dict(dataset=dict(type='ResumeToyDataset'),
-                              sampler=dict(type='DefaultSampler', shuffle=True),
+                              sampler=sampler,
                               batch_size=batch, num_workers=0,
                               collate_fn=dict(type='default_collate')),
-        train_cfg=dict(type='ResumableEpochBasedTrainLoop', max_epochs=epochs),
+        train_cfg=train_cfg,
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.05, momentum=0.9)),
         default_hooks=dict(checkpoint=dict(type='ResumableCheckpointHook', **ckpt),
                            logger=dict(type='LoggerHook', interval=1)),
@@ -145,6 +153,29 @@ def test_stop_signal_saves_once_at_the_iteration_end_and_resumes_exactly(
     assert torch.load(tmp_path / 'iter_3.pth', weights_only=False)['meta']['iter'] == 3
     runner(tmp_path, resume_from=str(tmp_path / 'iter_3.pth')).train()
     assert_same_run(uninterrupted / 'epoch_2.pth', tmp_path / 'epoch_2.pth')
+
+
+@pytest.mark.parametrize('loop', ['EpochBasedTrainLoop', 'IterBasedTrainLoop'])
+def test_fine_tuning_loops_stop_on_a_signal_and_resume_as_documented(loop, tmp_path):
+    """mmengine's loops (detection: by epoch, segmentation: by iteration) get the
+    signal checkpoint and the clean stop; a resume repeats data exactly as
+    docs/pretraining.md says (the epoch loop restarts the epoch's data, the
+    iteration loop replays the loader up to the checkpoint)."""
+    run = runner(tmp_path, loop=loop, hooks=[dict(type='SignalAt', at=3)])
+    with pytest.raises(TrainingPreempted, match='stopped by SIGUSR1 after iteration 3'):
+        run.train()
+    run.call_hook('after_run')
+    assert sorted(p.name for p in tmp_path.glob('*.pth')) == ['iter_3.pth']
+    assert (tmp_path / 'last_checkpoint').read_text() == str(tmp_path / 'iter_3.pth')
+    del LOADS[:]
+    resumed = runner(tmp_path, loop=loop, resume_from=str(tmp_path / 'iter_3.pth'))
+    resumed.train()
+    if loop == 'EpochBasedTrainLoop':  # the 3 batches again, the run 3 iterations longer
+        assert resumed.iter == 2 * NUM // 4 + 3 and len(LOADS) == 2 * NUM
+        assert (tmp_path / 'epoch_2.pth').is_file()
+    else:  # the same 12 iterations; the 3 done are loaded again to be skipped
+        assert resumed.iter == 2 * NUM // 4 and len(LOADS) == 2 * NUM
+        assert (tmp_path / 'iter_12.pth').is_file()
 
 
 @HOOKS.register_module(force=True)
