@@ -19,7 +19,7 @@ model = dict(
               bottleneck_channels=128))
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageLikeImageFolder'),  # decoded as the reference does
     dict(type='DINOMultiCrop', global_size=128, local_size=64,
          global_scale=(0.4, 1.0), local_scale=(0.2, 0.5), num_local_crops=10),
     dict(type='PackInputs', meta_keys=['img_path']),

@@ -2,7 +2,7 @@
 _base_ = ['flsl_vit-small-p16_8xb64-300e_in1k.py']
 model = dict(backbone=dict(patch_size=8))
 train_dataloader = dict(dataset=dict(pipeline=[
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageLikeImageFolder'),  # decoded as the reference does
     dict(type='FLSLMultiView', patch_size=8, global_size=224, local_size=96,
          teacher_scale=(0.8, 1.0), student_scale=(0.5, 1.0),
          local_scale=(0.05, 0.4), num_local_crops=2, global_window=3,

@@ -19,7 +19,7 @@ model = dict(
     loss=dict(warmup_teacher_temp_epochs=3))
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageLikeImageFolder'),  # decoded as the reference does
     dict(type='FLSLMultiView', patch_size=16, global_size=128, local_size=64,
          teacher_scale=(0.8, 1.0), student_scale=(0.5, 1.0),
          local_scale=(0.2, 0.5), num_local_crops=2, global_window=2,

@@ -4,7 +4,7 @@ dataset_type = 'CustomDataset'
 data_root = 'data/imagenet/'
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageLikeImageFolder'),  # decoded as the reference does
     dict(type='DINOMultiCrop', global_size=224, local_size=96,
          global_scale=(0.4, 1.0), local_scale=(0.05, 0.4), num_local_crops=10),
     dict(type='PackInputs', meta_keys=['img_path']),

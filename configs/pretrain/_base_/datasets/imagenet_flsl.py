@@ -3,7 +3,7 @@ dataset_type = 'CustomDataset'
 data_root = 'data/imagenet/'
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageLikeImageFolder'),  # decoded as the reference does
     dict(type='FLSLMultiView', patch_size=16, global_size=224, local_size=96,
          teacher_scale=(0.8, 1.0), student_scale=(0.5, 1.0),
          local_scale=(0.05, 0.4), num_local_crops=2, global_window=3,
