@@ -9,6 +9,7 @@ from mmpretrain.registry import TRANSFORMS as PRETRAIN_TRANSFORMS
 
 import flsl_mm.datasets.transforms.dino_multicrop as dmc
 from flsl_mm.datasets import DINOMultiCrop
+from flsl_mm.datasets.transforms.view_params import FROM_IMAGE
 
 
 def _img():
@@ -29,20 +30,17 @@ def test_crop_sizes_order_and_packing():
 
 def test_every_crop_is_of_the_whole_image_with_its_own_augmentation(monkeypatch):
     t = DINOMultiCrop(global_size=64, local_size=32, num_local_crops=3)
-    sizes, blurs, solar = [], [], []
-    for name in ('global_crop', 'local_crop'):
-        crop = getattr(t, name)
-
-        def record(img, _crop=crop):
-            sizes.append(img.size)
-            return _crop(img)
-        monkeypatch.setattr(t, name, record)
-    monkeypatch.setattr(dmc, 'gaussian_blur', lambda img, p: blurs.append(p) or img)
-    monkeypatch.setattr(dmc, 'solarize', lambda img, p: solar.append(p) or img)
-    t(dict(img=_img()))
-    assert sizes == [(400, 300)] * 5  # PIL size: (w, h) of the source image
+    blurs, solar, flips = [], [], []
+    monkeypatch.setattr(dmc, 'draw_blur', lambda view, p: blurs.append(p))
+    monkeypatch.setattr(dmc, 'draw_solarize', lambda view, p: solar.append(p))
+    monkeypatch.setattr(dmc, 'draw_flip', lambda view, p=0.5: flips.append(p))
+    views = t.draw(300, 400)
+    assert [v.source for v in views] == [FROM_IMAGE] * 5  # crops of the image
+    assert [v.size for v in views] == [64, 64, 32, 32, 32]
+    assert all(b[0] + b[2] <= 300 and b[1] + b[3] <= 400 for b in (v.box for v in views))
     assert blurs == [1.0, 0.1, 0.5, 0.5, 0.5]
     assert solar == [0.2]  # the second global crop only
+    assert flips == [0.5] * 5
 
 
 def test_deterministic_under_seeds_and_flip_happens():
@@ -54,13 +52,10 @@ def test_deterministic_under_seeds_and_flip_happens():
     a, b = run(3), run(3)
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     assert not all(np.array_equal(x, y) for x, y in zip(a, run(4)))
-    flips = [t for t in DINOMultiCrop().flip_and_color.transforms
-             if isinstance(t, dmc.T.RandomHorizontalFlip)]
-    assert len(flips) == 1 and flips[0].p == 0.5
 
 
 def test_bad_image_and_settings_are_named():
-    with pytest.raises(ValueError, match='HxWx3 image.*broken.png'):
+    with pytest.raises(ValueError, match='HxWx3 array.*broken.png'):
         DINOMultiCrop()(dict(img=np.zeros((5, 5)), img_path='broken.png'))
     with pytest.raises(ValueError, match='num_local_crops'):
         DINOMultiCrop(num_local_crops=-1)

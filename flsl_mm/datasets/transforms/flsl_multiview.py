@@ -5,33 +5,26 @@ import random
 from typing import Sequence
 
 from mmcv.transforms import BaseTransform
-from PIL import Image
-from torchvision import transforms as T
 
 from flsl_mm.registry import TRANSFORMS
-from .photometric import (bgr_array, color_distortion, gaussian_blur, rgb_image,
-                          solarize)
+from .photometric import (bgr_array, check_image, crop_pil, image_hw, photometric_pil,
+                          rgb_pil, rgb_tensor)
 from .query_mask import query_mask
+from .view_params import (FROM_FIRST_VIEW, ViewParams, draw_blur, draw_color,
+                          draw_crop, draw_solarize, pack_view_params)
 
 
-class _PhotometricAug:
-    """ColorJitter(0.4, 0.4, 0.2, 0.1) p .8, grayscale p .2, then blur/solarise.
-
-    With p 0.5 GaussianBlur(p ``blur_p_a``) else GaussianBlur(p ``blur_p_b``) then
-    Solarization(p ``solarize_p``); blur radius uniform in [0.1, 2.0] per call.
-    """
-
-    def __init__(self, blur_p_a: float = 0.5, blur_p_b: float = 0.1,
-                 solarize_p: float = 0.2) -> None:
-        self.color = color_distortion()
-        self.blur_p_a, self.blur_p_b, self.solarize_p = blur_p_a, blur_p_b, solarize_p
-
-    def __call__(self, img: Image.Image) -> Image.Image:
-        img = self.color(img)
-        if random.random() < 0.5:
-            return gaussian_blur(img, self.blur_p_a)
-        img = gaussian_blur(img, self.blur_p_b)
-        return solarize(img, self.solarize_p)
+def draw_flsl_photometric(view: ViewParams, blur_p_a: float = 0.5,
+                          blur_p_b: float = 0.1, solarize_p: float = 0.2) -> None:
+    """ColorJitter(0.4, 0.4, 0.2, 0.1) p .8, grayscale p .2, then with p 0.5
+    GaussianBlur(p ``blur_p_a``) else GaussianBlur(p ``blur_p_b``) then
+    Solarization(p ``solarize_p``); blur radius uniform in [0.1, 2.0]."""
+    draw_color(view)
+    if random.random() < 0.5:
+        draw_blur(view, blur_p_a)
+        return
+    draw_blur(view, blur_p_b)
+    draw_solarize(view, solarize_p)
 
 
 @TRANSFORMS.register_module()
@@ -47,6 +40,13 @@ class FLSLMultiView(BaseTransform):
     boolean token masks of the student views (``query_mask`` with the grid
     ``crop_size // patch_size``).
 
+    With ``on_device=True`` the worker only draws: the same parameters, from the
+    same generators in the same order, go to ``results['view_params']``
+    (:func:`~.view_params.pack_view_params`), ``results['img']`` stays the
+    decoded image, and :class:`DeviceViewPreprocessor` makes the views on the
+    training device (pack with ``algorithm_keys=['query_masks', 'view_params']``
+    and collate with ``pseudo_collate``: images differ in size).
+
     Args:
         patch_size: backbone patch size (16 or 8), to size the token grids.
         global_size / local_size: crop sizes (224 / 96).
@@ -55,6 +55,7 @@ class FLSLMultiView(BaseTransform):
         num_global_crops: student global crops (1); num_local_crops (2).
         global_window / local_window: query windows (3 / 2).
         random_sampling: random instead of top-left query inside each window.
+        on_device: draw the parameters only (see above).
     """
 
     def __init__(self,
@@ -68,7 +69,8 @@ class FLSLMultiView(BaseTransform):
                  num_local_crops: int = 2,
                  global_window: int = 3,
                  local_window: int = 2,
-                 random_sampling: bool = False) -> None:
+                 random_sampling: bool = False,
+                 on_device: bool = False) -> None:
         for name, size in (('global_size', global_size), ('local_size', local_size)):
             if size % patch_size:
                 raise ValueError(f'FLSLMultiView: {name}={size} is not a multiple of '
@@ -78,35 +80,46 @@ class FLSLMultiView(BaseTransform):
         self.num_global_crops, self.num_local_crops = num_global_crops, num_local_crops
         self.global_window, self.local_window = global_window, local_window
         self.random_sampling = random_sampling
-        bicubic = T.InterpolationMode.BICUBIC
-        self.teacher_crop = T.RandomResizedCrop(global_size, scale=tuple(teacher_scale),
-                                                interpolation=bicubic)
-        self.student_crop = T.RandomResizedCrop(global_size, scale=tuple(student_scale),
-                                                interpolation=bicubic)
-        self.local_crop = T.RandomResizedCrop(local_size, scale=tuple(local_scale),
-                                              interpolation=bicubic)
-        self.photometric = _PhotometricAug()
+        self.teacher_scale, self.student_scale = tuple(teacher_scale), tuple(student_scale)
+        self.local_scale = tuple(local_scale)
+        self.on_device = on_device
+
+    def draw(self, height: int, width: int) -> list[ViewParams]:
+        """The views' parameters for a ``height x width`` image: teacher crop of
+        the image, student and local crops of the teacher crop, then each
+        view's photometric augmentation (the reference's order of draws)."""
+        size = self.global_size
+        views = [draw_crop(height, width, size, self.teacher_scale)]
+        views += [draw_crop(size, size, size, self.student_scale, FROM_FIRST_VIEW)
+                  for _ in range(self.num_global_crops)]
+        views += [draw_crop(size, size, self.local_size, self.local_scale,
+                            FROM_FIRST_VIEW) for _ in range(self.num_local_crops)]
+        for view in views:
+            draw_flsl_photometric(view)
+        return views
 
     def transform(self, results: dict) -> dict:
-        pil = rgb_image(results, 'FLSLMultiView')
-        crop1 = self.teacher_crop(pil)
-        crops = [crop1]
-        crops += [self.student_crop(crop1) for _ in range(self.num_global_crops)]
-        crops += [self.local_crop(crop1) for _ in range(self.num_local_crops)]
-        views = [bgr_array(self.photometric(c)) for c in crops]
+        img = check_image(results, 'FLSLMultiView')
+        views = self.draw(*image_hw(img))
         g = self.global_size // self.patch_size
         loc = self.local_size // self.patch_size
         masks = [query_mask(g, self.global_window, self.random_sampling)
                  for _ in range(self.num_global_crops)]
         masks += [query_mask(loc, self.local_window, self.random_sampling)
                   for _ in range(self.num_local_crops)]
-        results['img'] = views
         results['query_masks'] = masks
-        results['img_shape'] = views[0].shape[:2]
+        if self.on_device:
+            results['view_params'] = pack_view_params(views)
+            results['img'] = rgb_tensor(img)
+            return results
+        crop1 = crop_pil(rgb_pil(img), views[0])
+        crops = [crop1] + [crop_pil(crop1, view) for view in views[1:]]
+        results['img'] = [bgr_array(photometric_pil(c, v)) for c, v in zip(crops, views)]
+        results['img_shape'] = results['img'][0].shape[:2]
         return results
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(patch_size={self.patch_size}, '
                 f'global_size={self.global_size}, local_size={self.local_size}, '
                 f'num_global_crops={self.num_global_crops}, '
-                f'num_local_crops={self.num_local_crops})')
+                f'num_local_crops={self.num_local_crops}, on_device={self.on_device})')
