@@ -7,8 +7,8 @@ does not know a name asks its parents. So ``type='FLSLViT'`` resolves from a con
 whose ``default_scope`` is ``mmpretrain`` *and* from one whose scope is ``mmdet``,
 with no duplicated registration. See ``docs/registry.md``.
 """
-from mmengine.registry import (DATA_SAMPLERS, DATASETS, HOOKS, LOOPS, METRICS, MODELS,
-                               TRANSFORMS)
+from mmengine.registry import (DATA_SAMPLERS, DATASETS, FUNCTIONS, HOOKS, LOOPS, METRICS,
+                               MODELS, TRANSFORMS)
 
-__all__ = ['DATA_SAMPLERS', 'DATASETS', 'HOOKS', 'LOOPS', 'METRICS', 'MODELS',
-           'TRANSFORMS']
+__all__ = ['DATA_SAMPLERS', 'DATASETS', 'FUNCTIONS', 'HOOKS', 'LOOPS', 'METRICS',
+           'MODELS', 'TRANSFORMS']

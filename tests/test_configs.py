@@ -337,3 +337,43 @@ def test_every_config_checkpoints_for_preemption(path):
         assert hook.interval_minutes == 30
     else:
         assert hook.get('interval_minutes', 0) == 0  # fine-tuning: as before
+
+
+GPUAUG = [c for c in PRETRAIN if c.endswith('-gpuaug.py')]
+
+
+def test_every_published_pretraining_config_has_a_gpuaug_variant():
+    published = [c for c in PRETRAIN if '_in1k' in c and not c.endswith('-gpuaug.py')]
+    assert len(published) == 5
+    assert sorted(c.replace('.py', '-gpuaug.py') for c in published) == \
+        sorted(c for c in GPUAUG if '_in1k' in c)
+
+
+@pytest.mark.parametrize('path', GPUAUG)
+def test_gpuaug_config_changes_only_where_the_views_are_made(path):
+    """Parent and -gpuaug variant: equal but for the data preprocessor (on the
+    device, the same mean / std), the collate function (images of any size) and
+    the view transform's ``on_device`` (every other argument equal), which also
+    packs ``view_params``. Decoding is the reference's in both."""
+    child = Config.fromfile(str(ROOT / path)).to_dict()
+    parent = Config.fromfile(str(ROOT / path.replace('-gpuaug.py', '.py'))).to_dict()
+    pre_c, pre_p = child['model'].pop('data_preprocessor'), parent['model'].pop(
+        'data_preprocessor')
+    assert pre_c['type'] == 'DeviceViewPreprocessor'
+    assert pre_p['type'] == 'SelfSupDataPreprocessor' and pre_p['to_rgb']
+    assert (pre_c['mean'], pre_c['std']) == (pre_p['mean'], pre_p['std'])
+    assert child['train_dataloader'].pop('collate_fn') == dict(type='pack_images_collate')
+    parent['train_dataloader'].pop('collate_fn')
+    pipe_c = child['train_dataloader']['dataset'].pop('pipeline')
+    pipe_p = parent['train_dataloader']['dataset'].pop('pipeline')
+    assert [t['type'] for t in pipe_c] == [t['type'] for t in pipe_p]
+    assert pipe_p[0] == dict(type='LoadImageLikeImageFolder')  # the reference's decoding
+    assert pipe_c[0] == dict(type='LoadImageLikeImageFolder', to_tensor=True)
+    view_c, view_p = dict(pipe_c[1]), dict(pipe_p[1])
+    assert view_c.pop('on_device') is True and not view_p.pop('on_device', False)
+    assert view_c == view_p
+    pack_c, pack_p = dict(pipe_c[2]), dict(pipe_p[2])
+    assert pack_c.pop('algorithm_keys') == [*pack_p.pop('algorithm_keys', []),
+                                            'view_params']
+    assert pack_c == pack_p
+    assert child == parent  # model, loss, schedules, hooks, loader, runtime

@@ -18,7 +18,8 @@ COMPONENTS = [
     ('DATASETS', 'UAVDTDataset'), ('DATASETS', 'UAVDTDemoDataset'),
     ('METRICS', 'UAVDTMetric'),
     ('HOOKS', 'ResumableCheckpointHook'), ('LOOPS', 'ResumableEpochBasedTrainLoop'),
-    ('DATA_SAMPLERS', 'SeededSampler'),
+    ('DATA_SAMPLERS', 'SeededSampler'), ('MODELS', 'DeviceViewPreprocessor'),
+    ('TRANSFORMS', 'LoadImageLikeImageFolder'), ('FUNCTIONS', 'pack_images_collate'),
 ]
 # Names a library also registers, in the scope where the library's wins (its
 # own registry is searched first): docs/registry.md. mmdet's DINO is the DETR
@@ -30,7 +31,7 @@ SHADOWED = {('MODELS', 'DINO'): 'mmdet'}
 def _all_registered():
     names = set()
     for reg_name in ('MODELS', 'TRANSFORMS', 'HOOKS', 'DATASETS', 'METRICS', 'LOOPS',
-                     'DATA_SAMPLERS'):
+                     'DATA_SAMPLERS', 'FUNCTIONS'):
         registry = getattr(reg, reg_name)
         for key, cls in registry.module_dict.items():
             if cls.__module__.startswith('flsl_mm'):
@@ -49,8 +50,11 @@ def test_list_covers_every_registered_component():
 @pytest.mark.parametrize('registry_name,name', COMPONENTS)
 def test_resolvable_from_scope(scope, registry_name, name):
     import importlib
-    lib_registry = getattr(importlib.import_module(f'{scope}.registry'), registry_name)
     root = getattr(reg, registry_name)
+    # a library without its own registry of this kind (mmpretrain: FUNCTIONS)
+    # builds from the root one under its scope
+    lib_registry = getattr(importlib.import_module(f'{scope}.registry'), registry_name,
+                           root)
     with DefaultScope.overwrite_default_scope(scope):
         cls = lib_registry.get(name)
     if SHADOWED.get((registry_name, name)) == scope:

@@ -1,14 +1,17 @@
+from .collate import pack_images_collate, unpack_images
 from .demo_data import ensure_demo_data, make_demo_data
 from .demo_dataset import DemoCocoDataset, DemoImageDataset
 from .demo_seg_dataset import DemoSegDataset
 from .sample_seeding import SampleSeededDataset, SeededSampler
 from .transforms.dino_multicrop import DINOMultiCrop
 from .transforms.flsl_multiview import FLSLMultiView
+from .transforms.loading import LoadImageLikeImageFolder
 from .transforms.query_mask import query_mask
 from .uavdt import UAVDTDataset, make_uavdt_demo
 
 __all__ = [
     'FLSLMultiView', 'DINOMultiCrop', 'query_mask', 'make_demo_data', 'ensure_demo_data',
     'DemoImageDataset', 'DemoCocoDataset', 'DemoSegDataset', 'UAVDTDataset', 'make_uavdt_demo',
-    'SampleSeededDataset', 'SeededSampler'
+    'SampleSeededDataset', 'SeededSampler', 'LoadImageLikeImageFolder',
+    'pack_images_collate', 'unpack_images'
 ]

@@ -8,8 +8,8 @@ import torch
 DEMO = 'configs/pretrain/flsl_vit-tiny-p16_demo.py'
 
 
-def train(repo_root, work_dir, data_root, *extra):
-    cmd = [sys.executable, 'tools/train.py', DEMO, '--work-dir', str(work_dir),
+def train(repo_root, work_dir, data_root, *extra, config=DEMO):
+    cmd = [sys.executable, 'tools/train.py', config, '--work-dir', str(work_dir),
            '--cfg-options', f'train_dataloader.dataset.data_root={data_root}',
            'train_dataloader.batch_size=8', 'train_dataloader.num_workers=0',
            'train_dataloader.persistent_workers=False', 'train_cfg.max_epochs=2',
@@ -64,3 +64,30 @@ def test_an_override_of_the_renamed_schedule_hook_key_is_explained(repo_root, tm
                           cwd=repo_root, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert 'default_hooks.loss_schedule' in proc.stderr and 'rename the key' in proc.stderr
+
+
+def _scalars(work):
+    import json
+    path = sorted(work.glob('*/vis_data/scalars.json'))[-1]
+    return [json.loads(line) for line in path.read_text().splitlines()
+            if '"loss"' in line]
+
+
+def test_views_on_the_device_train_exactly_like_the_pil_path(full_run, repo_root,
+                                                            demo_root, tmp_path):
+    """The -gpuaug demo config (the loader draws, DeviceViewPreprocessor makes
+    the views; here on the CPU, with a loader worker) from the same seed: the
+    same losses and monitors at every iteration and bitwise the same model as
+    the PIL path (docs/pretraining.md, "Views on the device")."""
+    work, _ = full_run
+    log = train(repo_root, tmp_path, demo_root,
+                'train_dataloader.num_workers=1', config=DEMO.replace('.py', '-gpuaug.py'))
+    assert 'DeviceViewPreprocessor' in log and 'pack_images_collate' in log
+    pil, dev = _scalars(work), _scalars(tmp_path)
+    assert len(pil) == len(dev) == 4
+    keys = [k for k in pil[0] if k.startswith(('loss', 'mon_'))]
+    assert len(keys) >= 14
+    assert [[r[k] for k in keys] for r in pil] == [[r[k] for k in keys] for r in dev]
+    a = torch.load(work / 'epoch_2.pth', weights_only=False)['state_dict']
+    b = torch.load(tmp_path / 'epoch_2.pth', weights_only=False)['state_dict']
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -1,0 +1,4 @@
+# The published run in bf16 (flsl_vit-small-p16_8xb64-300e_in1k-bf16.py) with the views
+# made on the training device: the -gpuaug config with the same change as its parent.
+_base_ = ['flsl_vit-small-p16_8xb64-300e_in1k-gpuaug.py']
+optim_wrapper = dict(dtype='bfloat16', loss_scale=dict(_delete_=True, enabled=False))

@@ -1,0 +1,3 @@
+from .device_views import DeviceViewPreprocessor
+
+__all__ = ['DeviceViewPreprocessor']
