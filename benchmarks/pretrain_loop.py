@@ -7,6 +7,7 @@ says what bounds an iteration: the step or the data.
 
     python benchmarks/pretrain_loop.py [--batch 8] [--iters 6] [--workers 2]
         [--device cpu|cuda] [--amp fp16|bf16] [--image-size 375 500]
+        [--views cpu|device]
 
 Reports images/s, the time split (data wait vs the rest of the iteration), peak
 memory (RSS on CPU; GPU allocated on CUDA), and the loader's images/s (total and
@@ -29,9 +30,16 @@ CONFIG = REPO / 'configs/pretrain/flsl_vit-small-p16_8xb64-300e_in1k.py'
 BF16 = REPO / 'configs/pretrain/flsl_vit-small-p16_8xb64-300e_in1k-bf16.py'
 
 
+def config_path(args) -> Path:
+    """The published config (fp16 or bf16), its -gpuaug variant with
+    ``--views device``."""
+    path = BF16 if args.amp == 'bf16' else CONFIG
+    return path.with_name(path.stem + '-gpuaug.py') if args.views == 'device' else path
+
+
 def build_cfg(args, data_root: str, work_dir: str):
     from mmengine.config import Config
-    cfg = Config.fromfile(BF16 if args.amp == 'bf16' else CONFIG)
+    cfg = Config.fromfile(config_path(args))
     pipeline = cfg.train_dataloader.dataset.pipeline
     per_epoch = max(1, args.images // args.batch)
     cfg.merge_from_dict({
@@ -71,7 +79,7 @@ def loader_speed(cfg, batches: int) -> dict:
         except StopIteration:
             it = iter(loader)
             batch = next(it)
-        n += len(batch['inputs'][0])
+        n += len(batch['data_samples'])
     seconds = time.perf_counter() - start
     del it  # ends its workers
     workers = max(cfg.train_dataloader.num_workers, 1)
@@ -92,6 +100,9 @@ def main(argv=None) -> int:
     p.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
     p.add_argument('--amp', default='fp16', choices=['fp16', 'bf16', 'none'],
                    help='on CUDA: fp16 (published) or bf16 autocast, or float32')
+    p.add_argument('--views', default='cpu', choices=['cpu', 'device'],
+                   help='where the views are made: the loader workers (PIL, the '
+                   'published configs) or the training device (the -gpuaug configs)')
     p.add_argument('--loader-batches', type=int, default=4)
     p.add_argument('--work-dir', default=None)
     p.add_argument('--out', help='write the results as JSON here')
@@ -122,6 +133,7 @@ def main(argv=None) -> int:
     t = timing_summary(rows)
     result = dict(device=args.device, amp=args.amp if args.device == 'cuda' else
                   'none (float32 on CPU)', batch=args.batch, workers=args.workers,
+                  views=args.views, config=config_path(args).name,
                   image_size=args.image_size, torch_threads=torch.get_num_threads(),
                   **t, images_per_s=round(args.batch / t['s_per_iter'], 2),
                   data_wait_fraction=round(t['data_wait_s'] / t['s_per_iter'], 3),
@@ -130,7 +142,7 @@ def main(argv=None) -> int:
         result['peak_gpu_mib'] = round(torch.cuda.max_memory_allocated() / 2**20)
     result['peak_rss_mib'] = round(
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    print(f"ViT-S/16 FLSL loop on {args.device}, batch {args.batch}, "
+    print(f"ViT-S/16 FLSL loop on {args.device}, views on {args.views}, batch {args.batch}, "
           f"{args.workers} workers: {result['s_per_iter']:.2f} s/iter "
           f"({result['images_per_s']:.2f} img/s), data wait "
           f"{result['data_wait_s']:.3f} s ({100 * result['data_wait_fraction']:.0f} %)"

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 
 def gpu_check(repo_root, out_dir, *args, env=None):
     proc = subprocess.run(
@@ -21,8 +23,14 @@ def test_quick_cpu_run_covers_every_check(repo_root, tmp_path):
     out, report = gpu_check(repo_root, tmp_path / 'check', '--dist-on-cpu')
     res = report['results']
     assert report['device'] == 'cpu' and report['quick'] is True
-    assert list(res) == ['ops', 'pretrain', 'mask_rcnn', 'semantic_fpn', 'davis',
+    assert list(res) == ['ops', 'views', 'pretrain', 'mask_rcnn', 'semantic_fpn', 'davis',
                          'dist_resume']
+    # the loader feed, views in the workers vs on the device (one worker here)
+    views = res['views']
+    assert views['status'] == 'ok' and views['workers'] >= 1
+    assert views['pil_path_images_per_s'] > 0 and views['device_path_images_per_s'] > 0
+    assert views['ratio'] == pytest.approx(views['device_path_images_per_s']
+                                           / views['pil_path_images_per_s'], rel=0.02)
     assert res['ops']['status'] == 'ok' and res['ops']['backend'] == 'mmcv'
     assert res['ops']['nms_same_indices'] and res['ops']['batched_nms_same_indices']
     # 8 generated images / batch 2 x 2 epochs; 2 iterations of each downstream job

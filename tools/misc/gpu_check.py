@@ -11,15 +11,19 @@ subprocess of its own, on generated data in ``--out-dir``):
 
 1. ``ops``: nms / batched_nms / RoIAlign / roi_align: mmcv or torchvision on the
    device (``FLSL_MM_OPS``), and the device's results against mmcv's CPU kernels.
-2. ``pretrain``: the published ViT-S/16 FLSL config (K 4096, 2 x 224 + 2 x 96
+2. ``views``: the loader feed of one GPU with the node's cores (CPU count / GPU
+   count workers): normalised FLSL view batches per second, views made by the
+   workers with PIL (the published configs) vs on the GPU (the ``-gpuaug``
+   configs), on generated 375 x 500 JPEGs (``benchmarks/view_loader.py``).
+3. ``pretrain``: the published ViT-S/16 FLSL config (K 4096, 2 x 224 + 2 x 96
    views, AMP fp16 on CUDA, batch 64): ``runner.train()`` with its hooks and
    loader; iterations/s, data wait, peak GPU memory.
-3. ``mask_rcnn``: the published Mask R-CNN ViT-S/16 config, 20 iterations at
+4. ``mask_rcnn``: the published Mask R-CNN ViT-S/16 config, 20 iterations at
    1024 x 1024 on generated COCO-format data (loss finite, time, memory).
-4. ``semantic_fpn``: the published ADE20K Semantic FPN config, 20 iterations on
+5. ``semantic_fpn``: the published ADE20K Semantic FPN config, 20 iterations on
    generated semantic maps.
-5. ``davis``: label propagation at the published protocol, frames/s.
-6. ``dist_resume``: with 2 visible GPUs, 2-process NCCL pretraining that saves,
+6. ``davis``: label propagation at the published protocol, frames/s.
+7. ``dist_resume``: with 2 visible GPUs, 2-process NCCL pretraining that saves,
    then ``--resume`` continues (skipped otherwise).
 
 Prints a table and writes ``<out-dir>/gpu_check.json``. ``--quick`` shrinks sizes
@@ -44,16 +48,18 @@ sys.path.insert(0, str(REPO))  # the flsl_mm of this checkout
 PRETRAIN_CFG = 'configs/pretrain/flsl_vit-small-p16_8xb64-300e_in1k.py'
 MASK_RCNN_CFG = 'configs/det_coco/mask-rcnn_flsl-vit-small-p16_fpn_1x_coco.py'
 SEMFPN_CFG = 'configs/seg_ade20k/semfpn_flsl-vit-small-p16_8xb4-40k_ade20k-512x512.py'
-CHECKS = ('ops', 'pretrain', 'mask_rcnn', 'semantic_fpn', 'davis', 'dist_resume')
+CHECKS = ('ops', 'views', 'pretrain', 'mask_rcnn', 'semantic_fpn', 'davis', 'dist_resume')
 
 # full size (GPU) / --quick (toy) settings of each check
 SIZES = {
     False: dict(pretrain_batch=64, pretrain_images=512, pretrain_epochs=4,
                 det_size=1024, det_iters=20, seg_batch=4, seg_iters=20,
-                davis_frames=12, data_hw=(256, 320), dist_batch=16),
+                davis_frames=12, data_hw=(256, 320), dist_batch=16,
+                views_images=128, views_hw=(375, 500), views_batches=8),
     True: dict(pretrain_batch=2, pretrain_images=8, pretrain_epochs=2,
                det_size=128, det_iters=2, seg_batch=1, seg_iters=2,
-               davis_frames=3, data_hw=(64, 80), dist_batch=2),
+               davis_frames=3, data_hw=(64, 80), dist_batch=2,
+               views_images=8, views_hw=(120, 160), views_batches=2),
 }
 
 
@@ -198,6 +204,24 @@ def no_eval(options: dict) -> dict:
 def loader(num_workers: int, batch: int) -> dict:
     return {'batch_size': batch, 'num_workers': num_workers,
             'persistent_workers': num_workers > 0}
+
+
+def check_views(device, quick, out_dir, workers) -> dict:
+    from mmengine.registry import DefaultScope
+
+    from benchmarks import view_loader
+    size = SIZES[quick]
+    paths = view_loader.make_jpegs_once(out_dir / 'jpegs', size['views_images'],
+                                        size['views_hw'])
+    batch = size['pretrain_batch']
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        rates = {name: view_loader.feed_rate('flsl', on_device, paths, workers, batch,
+                                             size['views_batches'], device)
+                 for name, on_device in (('pil_path', False), ('device_path', True))}
+    return dict(workers=workers, batch=batch, image_hw=list(size['views_hw']),
+                pil_path_images_per_s=round(rates['pil_path'], 1),
+                device_path_images_per_s=round(rates['device_path'], 1),
+                ratio=round(rates['device_path'] / rates['pil_path'], 2))
 
 
 def check_pretrain(device, quick, data, out_dir, workers) -> dict:
@@ -352,6 +376,10 @@ def table(results: dict) -> str:
         elif name == 'davis':
             text = (f"{res['fps_full_context']:.2f} frames/s "
                     f"({res['resolution']}, {res['frames']} frames)")
+        elif name == 'views':
+            text = (f"{res['workers']} workers: PIL path {res['pil_path_images_per_s']} "
+                    f"img/s, device path {res['device_path_images_per_s']} img/s "
+                    f"({res['ratio']}x)")
         elif name == 'dist_resume':
             text = f"2 processes saved and resumed, {res['seconds']} s"
         else:
@@ -405,6 +433,9 @@ def main(argv=None) -> int:
     log(f'{info}; data in {data}')
     jobs = {
         'ops': lambda: check_ops(args.device, args.quick),
+        'views': lambda: check_views(args.device, args.quick, out_dir, max(1, (
+            os.cpu_count() or 1) // info.get('visible_gpus', 1)) if args.workers is None
+            else max(1, args.workers)),
         'pretrain': lambda: check_pretrain(args.device, args.quick, data, out_dir,
                                            workers),
         'mask_rcnn': lambda: check_mask_rcnn(args.device, args.quick, data,
