@@ -25,15 +25,19 @@ def demo_root(tmp_path_factory) -> Path:
     return make_demo_data(root, num_train=16, num_val=8, img_size=(96, 128), seed=0)
 
 
+from mmengine.registry import DefaultScope  # noqa: E402
+
+_SCOPES_AT_START = frozenset(DefaultScope._instance_dict)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_default_scope():
-    """A Runner built by one test (e.g. ``default_scope='mmengine'``) stays the
-    current ``DefaultScope`` for the rest of the process: forget the scopes a
-    test created so that the next test starts from the same state."""
-    from mmengine.registry import DefaultScope
-    before = set(DefaultScope._instance_dict)
+    """A Runner (e.g. ``default_scope='mmengine'``) stays the current
+    ``DefaultScope`` for the rest of the process: after every test, forget the
+    scopes made since the session started (by the test, or by a module-scoped
+    fixture set up before it), so that every test starts from the same state."""
     yield
-    for name in set(DefaultScope._instance_dict) - before:
+    for name in set(DefaultScope._instance_dict) - _SCOPES_AT_START:
         DefaultScope._instance_dict.pop(name, None)
 
 

@@ -6,7 +6,7 @@ import random
 import numpy as np
 import pytest
 import torch
-from mmpretrain.registry import TRANSFORMS as PRETRAIN_TRANSFORMS
+from mmpretrain.datasets.transforms import PackInputs
 from mmengine.dataset import default_collate, pseudo_collate
 from PIL import Image, ImageFilter, ImageOps
 from torchvision.transforms import functional as TF
@@ -93,9 +93,8 @@ def test_bicubic_resized_crops_equal_pil_batched_and_padded():
 
 
 def _batch(transform, images, seed=5, collate=pseudo_collate):
-    pack = PRETRAIN_TRANSFORMS.build(dict(
-        type='PackInputs', algorithm_keys=['query_masks', 'view_params'],
-        meta_keys=['img_path']))
+    pack = PackInputs(algorithm_keys=['query_masks', 'view_params'],
+                      meta_keys=['img_path'])  # not via a registry: any default scope
     out = []
     for i, img in enumerate(images):
         random.seed(seed + i)
@@ -170,3 +169,15 @@ def test_pass_order_follows_the_installed_pil(monkeypatch):
     monkeypatch.setattr(ops, 'pil_pass_order', lambda: 'by_shape')
     assert ops.vertical_first(np.array([300, 40]), np.array([50, 60]), 32).tolist() == \
         [True, False]
+
+
+def test_image_groups_bound_the_padding():
+    from flsl_mm.models.data_preprocessors.device_views import image_groups
+    shapes = [(375, 500)] * 5 + [(500, 375)] * 3 + [(3000, 4000)] + [(333, 500)] * 2
+    groups = image_groups(shapes)
+    assert sorted(i for g in groups for i in g) == list(range(len(shapes)))
+    assert [8] in groups  # the large image alone
+    for g in groups:
+        padded = max(shapes[i][0] for i in g) * max(shapes[i][1] for i in g) * len(g)
+        assert padded <= 1.5 * sum(shapes[i][0] * shapes[i][1] for i in g)
+    assert len(groups) <= 4

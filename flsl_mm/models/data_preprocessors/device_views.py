@@ -26,10 +26,13 @@ class DeviceViewPreprocessor(BaseDataPreprocessor):
     send each image as decoded (RGB uint8, any size; ``pack_images_collate``
     puts a batch's images in one buffer, ``pin_memory=True`` makes its copy
     asynchronous; ``pseudo_collate``'s list of ``3xHxW`` tensors works too) with
-    ``view_params`` in its data sample. Here, batched over the images: each
-    view's crop + bicubic resize (+ flip), from the image or from the first view
-    (FLSL's student and local crops), as PIL's resampling in matrix products
-    (:func:`~.view_ops.resized_crops`); then per group of views of one size:
+    ``view_params`` in its data sample. Here: each view's crop + bicubic resize
+    (+ flip) as PIL's resampling in matrix products
+    (:func:`~.view_ops.resized_crops`), batched over groups of images of
+    similar shapes for the crops of the image (:func:`image_groups`: a very
+    large image does not make the whole batch that large), over the batch for
+    the crops of the first view (FLSL's student and local crops); then per group
+    of views of one size:
     colour jitter in each view's order, grayscale, blur, solarisation, all PIL's
     operations value for value (:mod:`.view_ops`), and ``(x - mean) / std``:
     the views are those of the CPU path, bitwise. Nothing
@@ -91,21 +94,36 @@ def make_views(images: Sequence[torch.Tensor], params: Sequence[dict]) -> list[t
     if any(len(p['size']) != num_views for p in params):
         raise ValueError('DeviceViewPreprocessor: the samples of a batch have '
                          'different numbers of views')
-    # the batch's images in one zero-padded tensor (the crops never reach the padding)
-    height = max(int(img.shape[1]) for img in images)
-    width = max(int(img.shape[2]) for img in images)
-    padded = images[0].new_zeros((len(images), 3, height, width))
-    for b, img in enumerate(images):
-        padded[b, :, :img.shape[1], :img.shape[2]] = img
     sizes = [int(s) for s in params[0]['size']]
+    sources = [int(s) for s in params[0]['source']]
+    if any(list(p['source']) != sources or list(p['size']) != sizes for p in params):
+        raise ValueError('DeviceViewPreprocessor: the views of a batch\'s samples '
+                         'differ in size or source')
+    # views cropped from the images: per group of images of similar shapes, padded
+    # to the group's largest (never more than 1.5x the group's pixels), each view
+    # batched over the group
+    per_view: dict[int, torch.Tensor] = {}
+    from_image = [v for v in range(num_views) if sources[v] != _FROM_FIRST_VIEW]
+    for group in image_groups([tuple(img.shape[1:]) for img in images]):
+        height = max(int(images[b].shape[1]) for b in group)
+        width = max(int(images[b].shape[2]) for b in group)
+        padded = images[group[0]].new_zeros((len(group), 3, height, width))
+        for i, b in enumerate(group):
+            padded[i, :, :images[b].shape[1], :images[b].shape[2]] = images[b]
+        index = torch.as_tensor(group, device=padded.device)
+        for v in from_image:
+            crops = ops.resized_crops(padded, np.stack([params[b]['box'][v] for b in group]),
+                                      sizes[v])
+            if v not in per_view:
+                per_view[v] = crops.new_empty((len(images), *crops.shape[1:]))
+            per_view[v][index] = crops
     views: list[torch.Tensor] = []
     for v in range(num_views):
-        source = params[0]['source'][v]
-        if any(p['source'][v] != source for p in params):
-            raise ValueError('DeviceViewPreprocessor: view sources differ in a batch')
-        src = views[0] if source == _FROM_FIRST_VIEW else padded
-        boxes = np.stack([p['box'][v] for p in params])
-        view = ops.resized_crops(src, boxes, sizes[v])
+        if v in per_view:
+            view = per_view[v]
+        else:  # FLSL's student and local crops: of the first view, batched
+            boxes = np.stack([p['box'][v] for p in params])
+            view = ops.resized_crops(views[0], boxes, sizes[v])
         flips = np.flatnonzero([p['flip'][v] for p in params])
         if flips.size:
             index = torch.as_tensor(flips, device=view.device)
@@ -122,6 +140,27 @@ def make_views(images: Sequence[torch.Tensor], params: Sequence[dict]) -> list[t
         for v, chunk in zip(members, x.split(len(images))):
             views[v] = chunk
     return views
+
+
+def image_groups(shapes: Sequence[tuple[int, int]], max_padding: float = 1.5
+                 ) -> list[list[int]]:
+    """Indices of the images grouped for padding into one tensor: sorted by
+    shape, a group grows while its padded size stays within ``max_padding``
+    times its images' pixels (one very large image gets a group of its own
+    instead of making the whole batch that large)."""
+    order = sorted(range(len(shapes)), key=lambda i: tuple(shapes[i]))
+    groups: list[list[int]] = []
+    for i in order:
+        if groups:
+            cand = groups[-1] + [i]
+            height = max(shapes[j][0] for j in cand)
+            width = max(shapes[j][1] for j in cand)
+            if height * width * len(cand) <= max_padding * sum(
+                    shapes[j][0] * shapes[j][1] for j in cand):
+                groups[-1] = cand
+                continue
+        groups.append([i])
+    return groups
 
 
 def _select(x: torch.Tensor, rows: np.ndarray, fn, *args) -> torch.Tensor:
@@ -148,4 +187,4 @@ def photometric(x: torch.Tensor, p: dict[str, np.ndarray]) -> torch.Tensor:
     return _select(x, np.flatnonzero(p['solarize']), ops.solarize)
 
 
-__all__ = ['DeviceViewPreprocessor', 'make_views', 'photometric']
+__all__ = ['DeviceViewPreprocessor', 'make_views', 'image_groups', 'photometric']

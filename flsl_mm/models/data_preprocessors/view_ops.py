@@ -149,8 +149,9 @@ def pil_pass_order() -> str:
 
 def resized_crops(images: torch.Tensor, boxes: np.ndarray, size: int) -> torch.Tensor:
     """Crop ``boxes`` (top, left, height, width; one per image) of ``images``
-    ``(N, 3, H, W)`` (values 0..255; padding past an image's own size is never
-    read) and resize each to ``size x size``: PIL's antialiased bicubic resize,
+    ``(N, 3, H, W)``, or all ``N`` boxes of one image ``(1, 3, H, W)`` (values
+    0..255; padding past an image's own size is never read), and resize each to
+    ``size x size``: PIL's antialiased bicubic resize,
     value for value (its fixed-point weights, its two passes in its order, each
     stored to 8 bits), as batched matrix products in float64, exact for these
     integers. Returns float64 ``(N, 3, size, size)``."""
@@ -167,10 +168,11 @@ def resized_crops(images: torch.Tensor, boxes: np.ndarray, size: int) -> torch.T
         index = torch.as_tensor(rows, device=x.device)
         h_t = horizontal[index].transpose(1, 2).unsqueeze(1)
         v = vertical[index].unsqueeze(1)
+        src = x if x.shape[0] == 1 else x[index]
         if order:  # vertical pass, then horizontal
-            out[index] = _pil_store(torch.matmul(_pil_store(torch.matmul(v, x[index])), h_t))
+            out[index] = _pil_store(torch.matmul(_pil_store(torch.matmul(v, src)), h_t))
         else:
-            out[index] = _pil_store(torch.matmul(v, _pil_store(torch.matmul(x[index], h_t))))
+            out[index] = _pil_store(torch.matmul(v, _pil_store(torch.matmul(src, h_t))))
     return out
 
 
