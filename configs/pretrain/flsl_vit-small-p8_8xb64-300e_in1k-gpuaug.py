@@ -1,19 +1,14 @@
-# The views are made on the training device (docs/pretraining.md, "Views"): the
-# loader workers decode and draw the random parameters (the same draws as the parent
-# config's PIL path), DeviceViewPreprocessor applies them. Everything else is the
-# parent config.
-_base_ = ['flsl_vit-small-p8_8xb64-300e_in1k.py']
-model = dict(data_preprocessor=dict(
-    _delete_=True, type='DeviceViewPreprocessor', mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375], non_blocking=True))
-train_dataloader = dict(
-    collate_fn=dict(type='pack_images_collate'),  # decoded images of any size
-    dataset=dict(pipeline=[
-        dict(type='LoadImageLikeImageFolder', to_tensor=True),  # RGB 3xHxW uint8
-        dict(type='FLSLMultiView', patch_size=8, global_size=224, local_size=96,
-             teacher_scale=(0.8, 1.0), student_scale=(0.5, 1.0),
-             local_scale=(0.05, 0.4), num_local_crops=2, global_window=3,
-             local_window=2, random_sampling=False, on_device=True),
-        dict(type='PackInputs', algorithm_keys=['query_masks', 'view_params'],
-             meta_keys=['img_path']),
-    ]))
+# ViT-S/8 (flsl_vit-small-p8_8xb64-300e_in1k.py) with the views made on the training
+# device: the ViT-S/16 -gpuaug config with the same changes as its parent (patch 8,
+# 28 x 28 teacher/student tokens, local crops 12 x 12).
+_base_ = ['flsl_vit-small-p16_8xb64-300e_in1k-gpuaug.py']
+model = dict(backbone=dict(patch_size=8))
+train_dataloader = dict(dataset=dict(pipeline=[
+    dict(type='LoadImageLikeImageFolder', to_tensor=True),  # RGB 3xHxW uint8
+    dict(type='FLSLMultiView', patch_size=8, global_size=224, local_size=96,
+         teacher_scale=(0.8, 1.0), student_scale=(0.5, 1.0),
+         local_scale=(0.05, 0.4), num_local_crops=2, global_window=3,
+         local_window=2, random_sampling=False, on_device=True),
+    dict(type='PackInputs', algorithm_keys=['query_masks', 'view_params'],
+         meta_keys=['img_path']),
+]))

@@ -1,5 +1,5 @@
 """Collation of the device view path's samples: decoded images of any size in
-one flat buffer (docs/pretraining.md, "Views on the device")."""
+one flat buffer (docs/pretraining.md, "Views")."""
 from __future__ import annotations
 
 from typing import Sequence

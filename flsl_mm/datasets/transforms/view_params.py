@@ -26,7 +26,6 @@ from torchvision import transforms as T
 #: ColorJitter(0.4, 0.4, 0.2, 0.1) of BYOL / DINO / FLSL, applied with p 0.8
 JITTER = T.ColorJitter(0.4, 0.4, 0.2, 0.1)
 JITTER_P, GRAYSCALE_P = 0.8, 0.2
-_JITTER_P32, _GRAYSCALE_P32 = (float(np.float32(p)) for p in (JITTER_P, GRAYSCALE_P))
 BLUR_RADIUS = (0.1, 2.0)
 #: the source of a crop: the decoded image, or the first view before its
 #: photometric augmentation (FLSL's student and local crops are crops of it)
@@ -122,11 +121,11 @@ def jitter_params(brightness=JITTER.brightness, contrast=JITTER.contrast,
 def draw_color(view: ViewParams) -> None:
     """``RandomApply([ColorJitter(0.4, 0.4, 0.2, 0.1)], p=0.8)`` then
     ``RandomGrayscale(p=0.2)``."""
-    if not _JITTER_P32 < torch.rand(1).item():
+    if not _f32(JITTER_P) < torch.rand(1).item():
         order, factors = jitter_params()
         view.jitter_order = tuple(order)
         view.jitter = factors
-    view.gray = torch.rand(1).item() < _GRAYSCALE_P32
+    view.gray = torch.rand(1).item() < _f32(GRAYSCALE_P)
 
 
 def draw_blur(view: ViewParams, p: float) -> None:

@@ -1,5 +1,5 @@
 """Views made on the training device from the parameters the loader drew
-(docs/pretraining.md, "Views on the device")."""
+(docs/pretraining.md, "Views")."""
 from __future__ import annotations
 
 from typing import Sequence

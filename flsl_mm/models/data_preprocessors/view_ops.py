@@ -1,6 +1,6 @@
 """Batched view operations on the training device, defined as PIL's (the CPU
 view path) so that a view made here matches the loader's (docs/pretraining.md,
-"Views on the device").
+"Views").
 
 Images are float32 tensors holding uint8 values (0..255, RGB); like PIL, every
 operation ends on whole numbers (PIL keeps 8-bit images between operations).
@@ -110,6 +110,17 @@ def _pil_store(x: torch.Tensor) -> torch.Tensor:
     return x.add_(half).div_(float(1 << _PRECISION_BITS)).floor_().clamp_(0, 255)
 
 
+def _two_passes(x: torch.Tensor, horizontal: torch.Tensor, vertical: torch.Tensor,
+                v_first: bool) -> torch.Tensor:
+    """PIL's two resampling passes of ``x`` ``(N or 1, 3, H, W)`` with the
+    ``(N, S, W)`` / ``(N, S, H)`` weight matrices, each stored to 8 bits, the
+    vertical one first if ``v_first``."""
+    h_t, v = horizontal.transpose(1, 2).unsqueeze(1), vertical.unsqueeze(1)
+    if v_first:
+        return _pil_store(torch.matmul(_pil_store(torch.matmul(v, x)), h_t))
+    return _pil_store(torch.matmul(v, _pil_store(torch.matmul(x, h_t))))
+
+
 def vertical_first(heights: np.ndarray, widths: np.ndarray, size: int) -> np.ndarray:
     """Where the installed PIL runs its vertical pass first. Pillow's Resample.c
     (recent versions) does when the height shrinks by more than twice as many
@@ -136,14 +147,12 @@ def pil_pass_order() -> str:
     x = torch.from_numpy(img).permute(2, 0, 1)[None].double()
     horizontal = _resample_matrix(np.array([0]), np.array([49]), 64, 49, 'cpu')
     vertical = _resample_matrix(np.array([0]), np.array([227]), 64, 227, 'cpu')
-    h_t, v = horizontal.transpose(1, 2).unsqueeze(1), vertical.unsqueeze(1)
-    if torch.equal(_pil_store(torch.matmul(_pil_store(torch.matmul(v, x)), h_t))[0], ref):
-        return 'by_shape'
-    if torch.equal(_pil_store(torch.matmul(v, _pil_store(torch.matmul(x, h_t))))[0], ref):
-        return 'horizontal_first'
+    for order, v_first in (('by_shape', True), ('horizontal_first', False)):
+        if torch.equal(_two_passes(x, horizontal, vertical, v_first)[0], ref):
+            return order
     warnings.warn(f'PIL {Image.__version__} resizes with other rounding than Pillow: '
                   'views made on the device differ from the CPU path\'s by a few '
-                  'levels (docs/pretraining.md, "Views on the device")')
+                  'levels (docs/pretraining.md, "Views")')
     return 'by_shape'
 
 
@@ -166,13 +175,8 @@ def resized_crops(images: torch.Tensor, boxes: np.ndarray, size: int) -> torch.T
         if rows.size == 0:
             continue
         index = torch.as_tensor(rows, device=x.device)
-        h_t = horizontal[index].transpose(1, 2).unsqueeze(1)
-        v = vertical[index].unsqueeze(1)
-        src = x if x.shape[0] == 1 else x[index]
-        if order:  # vertical pass, then horizontal
-            out[index] = _pil_store(torch.matmul(_pil_store(torch.matmul(v, src)), h_t))
-        else:
-            out[index] = _pil_store(torch.matmul(v, _pil_store(torch.matmul(src, h_t))))
+        out[index] = _two_passes(x if x.shape[0] == 1 else x[index],
+                                 horizontal[index], vertical[index], bool(order))
     return out
 
 
@@ -193,8 +197,8 @@ def _blend(base: torch.Tensor, x: torch.Tensor, factor: torch.Tensor) -> torch.T
 
 
 def adjust_brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """``ImageEnhance.Brightness``: blend with black."""
-    return _blend(torch.zeros_like(x), x, factor)
+    """``ImageEnhance.Brightness``: blend with black, ``0 + factor * (x - 0)``."""
+    return _floor_clip(factor.view(-1, 1, 1, 1) * x)
 
 
 def adjust_contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
