@@ -2,7 +2,11 @@
 # loader workers decode and draw the random parameters (the same draws as the parent
 # config's PIL path), DeviceViewPreprocessor applies them. Everything else is the
 # parent config.
-_base_ = ['dino_vit-small-p16_8xb64-100e_in1k.py']
+_base_ = [
+    'dino_vit-small-p16_8xb64-100e_in1k.py',
+    # '_base_/probes/ade20k.py',  # dense probes (docs/probes.md); not when the
+    # parent config names it already
+]
 model = dict(data_preprocessor=dict(
     _delete_=True, type='DeviceViewPreprocessor', mean=[123.675, 116.28, 103.53],
     std=[58.395, 57.12, 57.375], non_blocking=True))

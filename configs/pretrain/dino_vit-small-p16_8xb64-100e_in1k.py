@@ -6,4 +6,5 @@ _base_ = [
     '_base_/datasets/imagenet_dino.py',
     '_base_/schedules/dino_100e.py',
     '_base_/dino_runtime.py',
+    # '_base_/probes/ade20k.py',  # dense probes while training (docs/probes.md)
 ]

@@ -33,3 +33,8 @@ train_cfg = dict(max_epochs=max_epochs)
 default_hooks = dict(
     logger=dict(interval=10),
     checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
+# probe curve: every 10 epochs, k-NN memory from a fixed subset of 512 train images
+custom_hooks = [
+    dict(type='DenseProbeHook', probe_set=dict(type='demo', max_train=512),
+         interval=10, probes=('knn', 'cluster')),
+]

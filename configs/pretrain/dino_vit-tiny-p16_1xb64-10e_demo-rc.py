@@ -32,3 +32,9 @@ default_hooks = dict(
     logger=dict(interval=2),
     checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
 randomness = dict(seed=0)
+# the probe curve of every study run (docs/probes.md): k-NN and k-means mIoU of
+# the teacher on this random-colour set, at the start, every 2 epochs and at the end
+custom_hooks = [
+    dict(type='DenseProbeHook', probe_set=dict(type='demo'), interval=2,
+         probes=('knn', 'cluster')),
+]

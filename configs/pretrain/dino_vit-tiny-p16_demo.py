@@ -59,3 +59,9 @@ default_hooks = dict(
     checkpoint=dict(type='ResumableCheckpointHook', interval=5, max_keep_ckpts=2,
                     save_last=True))
 log_processor = dict(window_size=1)
+
+# Dense probes of the teacher while it trains (docs/probes.md), as in the FLSL demo
+custom_hooks = [
+    dict(type='DenseProbeHook', probe_set=dict(type='demo'), interval=2,
+         probes=('knn', 'linear', 'cluster')),
+]

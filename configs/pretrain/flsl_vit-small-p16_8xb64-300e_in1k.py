@@ -4,4 +4,5 @@ _base_ = [
     '_base_/datasets/imagenet_flsl.py',
     '_base_/schedules/flsl_300e.py',
     '_base_/default_runtime.py',
+    # '_base_/probes/ade20k.py',  # dense probes while training (docs/probes.md)
 ]

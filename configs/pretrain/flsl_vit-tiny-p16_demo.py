@@ -60,3 +60,11 @@ default_hooks = dict(
     checkpoint=dict(type='ResumableCheckpointHook', interval=5, max_keep_ckpts=2,
                     save_last=True))
 log_processor = dict(window_size=1)
+
+# Dense probes of the teacher while it trains (docs/probes.md): patch k-NN, linear
+# and k-means + Hungarian mIoU on the training demo data's train / val splits, at
+# the start, every 2 epochs and at the end
+custom_hooks = [
+    dict(type='DenseProbeHook', probe_set=dict(type='demo'), interval=2,
+         probes=('knn', 'linear', 'cluster')),
+]

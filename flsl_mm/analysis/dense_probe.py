@@ -109,10 +109,11 @@ def linear_probe(train_tokens: np.ndarray, train_labels: np.ndarray,
         layer.bias.zero_()
     layer = layer.to(device)
     opt = torch.optim.Adam(layer.parameters(), lr=lr, weight_decay=weight_decay)
-    for _ in range(epochs):
-        opt.zero_grad()
-        F.cross_entropy(layer(x), y).backward()
-        opt.step()
+    with torch.enable_grad():  # also when called under no_grad
+        for _ in range(epochs):
+            opt.zero_grad()
+            F.cross_entropy(layer(x), y).backward()
+            opt.step()
     with torch.no_grad():
         v = (_on(device, val_tokens) - mean) / std
         return layer(v).argmax(-1).cpu().numpy()
@@ -123,10 +124,12 @@ def kmeans(x: np.ndarray, k: int, iters: int = 50, seed: int = 0) -> np.ndarray:
     rng = np.random.RandomState(seed)
     x = x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-8)
     centres = [x[rng.randint(len(x))]]
+    nearest = 1 - x @ centres[0]  # cosine distance to the nearest centre so far
     for _ in range(1, k):
-        d = np.min([1 - x @ c for c in centres], axis=0).clip(min=0)
+        d = nearest.clip(min=0)
         p = d / d.sum() if d.sum() > 0 else None
         centres.append(x[rng.choice(len(x), p=p)])
+        np.minimum(nearest, 1 - x @ centres[-1], out=nearest)
     centres = np.stack(centres)
     assign = np.zeros(len(x), np.int64)
     for _ in range(iters):

@@ -1,41 +1,22 @@
-"""Run the four dense probes of :mod:`flsl_mm.analysis.dense_probe` on a split
-pair of images + per-pixel label PNGs (and COCO boxes for the bbox probe)."""
+"""Run the dense probes of :mod:`flsl_mm.analysis.dense_probe` on a probe set
+(:mod:`flsl_mm.analysis.probe_sets`: images + per-pixel labels, and COCO boxes
+for the bbox probe). Used by ``tools/analysis/dense_probe.py`` and
+:class:`DenseProbeHook`, so both compute the same numbers."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from dataclasses import dataclass
 
-import cv2
 import numpy as np
+import torch
 from mmengine.utils import ProgressBar
 
 from .dense_probe import (IGNORE, bbox_grid_positions, bbox_knn_top1,
                           confusion_matrix, hungarian_cluster_miou, knn_segmentation,
-                          labels_to_patches, linear_probe, miou_and_acc)
+                          linear_probe, miou_and_acc)
+from .probe_sets import LoadedSplit
 from .tokens import extract_tokens
-
-
-@dataclass
-class ProbeSplit:
-    img_dir: str
-    label_dir: str
-    ann_file: str | None = None  # COCO instances, for the bbox-aligned probe
-
-
-def demo_splits(root: str) -> tuple[ProbeSplit, ProbeSplit, int]:
-    """Train / val splits and class count of the embedded demo data at ``root``."""
-    meta_path = os.path.join(root, 'meta.json')
-    if not os.path.isfile(meta_path):
-        raise FileNotFoundError(f'{meta_path} not found: not a demo data set '
-                                '(tools/misc/make_demo_data.py writes one)')
-    with open(meta_path) as f:
-        num_classes = len(json.load(f)['semantic_classes'])
-    splits = [ProbeSplit(os.path.join(root, s, 'images'),
-                         os.path.join(root, s, 'semantic'),
-                         os.path.join(root, 'annotations', f'instances_{s}.json'))
-              for s in ('train', 'val')]
-    return splits[0], splits[1], num_classes
 
 
 def _largest_boxes(ann_file: str) -> dict:
@@ -56,69 +37,80 @@ def _largest_boxes(ann_file: str) -> dict:
     return {k: v[:2] for k, v in best.items()}
 
 
-def collect(backbone, split: ProbeSplit, block: int = -1, desc: str = '') -> dict:
-    """Tokens and patch labels of every image of a split (progress bar)."""
-    patch = backbone.patch_size
-    names = sorted(n for n in os.listdir(split.img_dir)
-                   if n.lower().endswith(('.png', '.jpg', '.jpeg', '.bmp')))
-    if not names:
-        raise FileNotFoundError(f'no images in {split.img_dir}')
+def collect(backbone, split: LoadedSplit, block: int = -1, desc: str = '',
+            autocast_dtype: torch.dtype | None = None) -> dict:
+    """Tokens and patch labels of every image of a loaded split, one image per
+    forward (``desc``: print it and a progress bar); ``autocast_dtype``: the
+    forwards in that autocast (the run's mixed precision), tokens in float32."""
     boxes = _largest_boxes(split.ann_file) if split.ann_file and \
         os.path.isfile(split.ann_file) else None
-    tokens, labels, box_feats, box_labels = [], [], [], []
+    patch = backbone.patch_size
+    device = next(backbone.parameters()).device
+    tokens, box_feats, box_labels = [], [], []
+    bar = None
     if desc:
         print(desc)
-    bar = ProgressBar(len(names))
-    for name in names:
-        img = cv2.imread(os.path.join(split.img_dir, name), cv2.IMREAD_COLOR)
-        if img is None:
-            raise ValueError(f'{os.path.join(split.img_dir, name)}: cannot be decoded '
-                             'as an image')
-        stem = os.path.splitext(name)[0]
-        label_path = os.path.join(split.label_dir, stem + '.png')
-        label = cv2.imread(label_path, cv2.IMREAD_UNCHANGED)
-        if label is None:
-            raise FileNotFoundError(f'{label_path}: label PNG missing or unreadable '
-                                    f'(for image {name})')
-        if label.shape[:2] != img.shape[:2]:
-            raise ValueError(f'{label_path}: size {label.shape[:2]} differs from its '
-                             f'image {img.shape[:2]}')
-        h, w = img.shape[0] // patch * patch, img.shape[1] // patch * patch
-        grid = extract_tokens(backbone, img[:h, :w], block)
+        bar = ProgressBar(len(split.images))
+    cast = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype \
+        else contextlib.nullcontext()
+    for name, img in zip(split.names, split.images):
+        with cast:
+            grid = extract_tokens(backbone, img, block)
         tokens.append(grid.reshape(-1, grid.shape[-1]))
-        labels.append(labels_to_patches(label[:h, :w], patch).reshape(-1))
         if boxes is not None and name in boxes:
             bbox, cat = boxes[name]
             pos = bbox_grid_positions(bbox, grid.shape[:2], patch)
             box_feats.append(np.stack([grid[r, c] for r, c in pos]))
             box_labels.append(cat)
-        bar.update()
-    print()
-    return dict(tokens=np.concatenate(tokens), labels=np.concatenate(labels),
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        print()
+    return dict(tokens=np.concatenate(tokens), labels=np.concatenate(split.patch_labels),
                 box_feats=np.stack(box_feats) if box_feats else None,
                 box_labels=np.array(box_labels))
 
 
-def run_probes(backbone, train: ProbeSplit, val: ProbeSplit, num_classes: int,
-               block: int = -1, seed: int = 0, device: str = 'cpu') -> dict:
-    """Token extraction, k-NN and linear probes on ``device`` (the backbone is
-    moved there); k-means + Hungarian on the CPU (numpy)."""
+PROBES = ('knn', 'linear', 'cluster', 'bbox')
+
+
+def run_probes(backbone, train: LoadedSplit, val: LoadedSplit, num_classes: int,
+               block: int = -1, seed: int = 0, device: str | torch.device = 'cpu',
+               probes: tuple[str, ...] = PROBES,
+               autocast_dtype: torch.dtype | None = None,
+               progress: bool = True) -> dict:
+    """The ``probes`` on the splits (:meth:`ProbeSet.load`): token extraction,
+    k-NN and linear probes on ``device`` (the backbone is moved there); k-means +
+    Hungarian on the CPU (numpy); ``bbox`` only where the splits have boxes.
+
+    Keys: ``knn_miou``/``knn_acc``, ``linear_miou``/``linear_acc``,
+    ``cluster_miou``, ``bbox_knn_top1@k``."""
+    unknown = set(probes) - set(PROBES)
+    if unknown:
+        raise ValueError(f'unknown probe(s) {sorted(unknown)}; expected some of '
+                         f'{list(PROBES)}')
     backbone.to(device)
-    tr = collect(backbone, train, block, 'extracting train tokens')
-    va = collect(backbone, val, block, 'extracting val tokens')
+    tr = collect(backbone, train, block, 'extracting train tokens' if progress else '',
+                 autocast_dtype)
+    va = collect(backbone, val, block, 'extracting val tokens' if progress else '',
+                 autocast_dtype)
     keep_tr, keep_va = tr['labels'] != IGNORE, va['labels'] != IGNORE
     xt, yt = tr['tokens'][keep_tr], tr['labels'][keep_tr]
     xv, yv = va['tokens'][keep_va], va['labels'][keep_va]
     res = {}
-    pred = knn_segmentation(xt, yt, xv, num_classes, k=20, temperature=0.07,
-                            device=device)
-    res['knn_miou'], res['knn_acc'] = miou_and_acc(confusion_matrix(pred, yv,
-                                                                    num_classes))
-    pred = linear_probe(xt, yt, xv, num_classes, seed=seed, device=device)
-    res['linear_miou'], res['linear_acc'] = miou_and_acc(
-        confusion_matrix(pred, yv, num_classes))
-    res['cluster_miou'], _ = hungarian_cluster_miou(xv, yv, num_classes, seed=seed)
-    if tr['box_feats'] is not None and va['box_feats'] is not None:
+    if 'knn' in probes:
+        pred = knn_segmentation(xt, yt, xv, num_classes, k=20, temperature=0.07,
+                                device=device)
+        res['knn_miou'], res['knn_acc'] = miou_and_acc(
+            confusion_matrix(pred, yv, num_classes))
+    if 'linear' in probes:
+        pred = linear_probe(xt, yt, xv, num_classes, seed=seed, device=device)
+        res['linear_miou'], res['linear_acc'] = miou_and_acc(
+            confusion_matrix(pred, yv, num_classes))
+    if 'cluster' in probes:
+        res['cluster_miou'], _ = hungarian_cluster_miou(xv, yv, num_classes, seed=seed)
+    if 'bbox' in probes and tr['box_feats'] is not None and \
+            va['box_feats'] is not None:
         for k, v in bbox_knn_top1(tr['box_feats'], tr['box_labels'], va['box_feats'],
                                   va['box_labels'], num_classes,
                                   device=device).items():

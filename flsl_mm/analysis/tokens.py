@@ -24,7 +24,10 @@ class InputNorm:
         if 'mean' not in pre or 'std' not in pre:
             raise ValueError(f'{source}: model.data_preprocessor has no mean/std; '
                              'the analysis tools normalise inputs as training did')
-        to_rgb = bool(pre.get('to_rgb', pre.get('bgr_to_rgb', False)))
+        # DeviceViewPreprocessor gets RGB images (the loader's PIL decode) and
+        # has no to_rgb: the network saw RGB, so a BGR image is flipped
+        to_rgb = pre.get('type') == 'DeviceViewPreprocessor' or \
+            bool(pre.get('to_rgb', pre.get('bgr_to_rgb', False)))
         return cls(np.asarray(pre['mean'], np.float32),
                    np.asarray(pre['std'], np.float32), to_rgb)
 
@@ -41,7 +44,6 @@ def load_backbone_weights(backbone: FLSLViT, checkpoint: str,
     pretraining checkpoint: teacher, or student with ``student``; the authors'
     release; a DINO / timm ViT, class token dropped; a converted backbone).
     Returns the format; every mismatch is an error naming the file."""
-    from flsl_mm.models.utils.convert import CheckpointFormatError, extract_backbone
     try:
         ckpt = torch.load(checkpoint, map_location='cpu', weights_only=False)
     except FileNotFoundError:
@@ -49,26 +51,52 @@ def load_backbone_weights(backbone: FLSLViT, checkpoint: str,
     except Exception as exc:
         raise ValueError(f'{checkpoint}: cannot be read as a torch checkpoint '
                          f'({exc})') from exc
+    return load_backbone_state(backbone, ckpt, checkpoint, student)
+
+
+def load_backbone_state(backbone: FLSLViT, ckpt: dict, source: str,
+                        student: bool = False) -> str:
+    """:func:`load_backbone_weights` from a loaded checkpoint (or a model's
+    ``{'state_dict': model.state_dict()}``); errors name ``source``."""
+    from flsl_mm.models.utils.convert import CheckpointFormatError, extract_backbone
     try:
         conv = extract_backbone(ckpt, student=student)
     except CheckpointFormatError as exc:
-        raise ValueError(f'{checkpoint}: {exc}') from exc
+        raise ValueError(f'{source}: {exc}') from exc
     state = conv.state_dict
     own_pe = backbone.pos_embed
     if 'pos_embed' in state and state['pos_embed'].shape != own_pe.shape:
-        raise ValueError(f'{checkpoint}: position embedding {tuple(state["pos_embed"].shape)}'
+        raise ValueError(f'{source}: position embedding {tuple(state["pos_embed"].shape)}'
                          f' does not fit the backbone\'s {tuple(own_pe.shape)} '
                          '(another img_size / patch size?)')
     missing, unexpected = backbone.load_state_dict(state, strict=False)
     if set(missing) == {'norm.weight', 'norm.bias'} and not unexpected:
-        raise ValueError(f'{checkpoint}: has no final norm (a backbone converted for '
+        raise ValueError(f'{source}: has no final norm (a backbone converted for '
                          'detection?) but the config\'s backbone has one: use the '
                          'pretraining checkpoint, convert with --keep-final-norm, or '
                          'set model.backbone.final_norm=False')
     if missing or unexpected:
-        raise ValueError(f'{checkpoint}: does not fit the config backbone '
+        raise ValueError(f'{source}: does not fit the config backbone '
                          f'(missing {missing[:3]}, unexpected {unexpected[:3]})')
     return conv.source_format
+
+
+def build_dense_backbone(cfg: Config, source: str = 'config') -> FLSLViT:
+    """The backbone of an FLSL or DINO pretraining config built for dense use
+    (patch tokens only: a DINO class token is left out, as by the converter; drop
+    path 0), in eval mode, with ``input_norm`` set from the config. Its weights
+    are an initialisation drawn from torch's global generator."""
+    from mmpretrain.registry import MODELS
+    if cfg.model.get('type') not in ('FLSL', 'DINO'):
+        raise ValueError(f'{source}: not an FLSL or DINO pretraining config '
+                         f"(model type {cfg.model.get('type')!r})")
+    backbone_cfg = dict(cfg.model.backbone, drop_path_rate=0.0, out_type='tokens',
+                        with_cls_token=False)
+    backbone_cfg.pop('init_cfg', None)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        backbone = MODELS.build(backbone_cfg)
+    backbone.input_norm = InputNorm.from_config(cfg, source)
+    return backbone.eval()
 
 
 def load_backbone(config: str, checkpoint: str | None = None, student: bool = False,
@@ -81,22 +109,12 @@ def load_backbone(config: str, checkpoint: str | None = None, student: bool = Fa
     checkpoint) gives the backbone at its initialisation for ``seed``: the baseline
     every probe is compared with.
     """
-    from mmpretrain.registry import MODELS
     cfg = Config.fromfile(config)
-    if cfg.model.get('type') not in ('FLSL', 'DINO'):
-        raise ValueError(f'{config}: not an FLSL or DINO pretraining config '
-                         f"(model type {cfg.model.get('type')!r})")
     torch.manual_seed(seed)
-    # patch tokens only: a DINO class token is dropped (as by the converter)
-    backbone_cfg = dict(cfg.model.backbone, drop_path_rate=0.0, out_type='tokens',
-                        with_cls_token=False)
-    backbone_cfg.pop('init_cfg', None)
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        backbone = MODELS.build(backbone_cfg)
+    backbone = build_dense_backbone(cfg, config)
     if checkpoint is not None and not random_init:
         load_backbone_weights(backbone, checkpoint, student=student)
-    backbone.input_norm = InputNorm.from_config(cfg, config)
-    return backbone.eval()
+    return backbone
 
 
 @torch.no_grad()
@@ -117,4 +135,4 @@ def extract_tokens(backbone: FLSLViT, img_bgr: np.ndarray, block: int = -1
         tokens = blk(tokens)
     if block == last:
         tokens = backbone.norm(tokens)
-    return tokens[0].reshape(h, w, -1).cpu().numpy()
+    return tokens[0].reshape(h, w, -1).float().cpu().numpy()

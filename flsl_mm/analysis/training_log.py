@@ -12,16 +12,37 @@ MONITORS = ['mon_target_entropy', 'mon_coverage', 'mon_prototypes_used',
             'mon_teacher_init_weight']
 
 
-def read_scalars(work_dir: str | Path) -> list[dict]:
-    """The training rows (those with a ``loss``) of the newest run in ``work_dir``
-    (mmengine's ``<timestamp>/vis_data/scalars.json``)."""
+def read_rows(work_dir: str | Path) -> list[dict]:
+    """Every logged row of a run in ``work_dir`` (mmengine's
+    ``<timestamp>/vis_data/scalars.json``), across resumes: the runs are read in
+    time order and a later run's rows replace those of earlier runs from its
+    first step on (a resumed run repeats what followed its checkpoint; a run
+    started afresh in the same folder replaces everything)."""
     found = sorted(Path(work_dir).glob('*/vis_data/scalars.json'))
     if not found:
         raise FileNotFoundError(f'{work_dir}: no */vis_data/scalars.json (not an '
                                 'mmengine work dir, or the run logged nothing)')
-    rows = [json.loads(line) for line in found[-1].read_text().splitlines()
-            if line.strip()]
-    return [r for r in rows if 'loss' in r]
+    rows: list[dict] = []
+    for path in found:
+        new = [json.loads(line) for line in path.read_text().splitlines()
+               if line.strip()]
+        if not new:
+            continue
+        first = min(r.get('step', 0) for r in new)
+        rows = [r for r in rows if r.get('step', 0) < first] + new
+    return rows
+
+
+def read_scalars(work_dir: str | Path) -> list[dict]:
+    """The training rows (those with a ``loss``) of the run in ``work_dir``
+    (:func:`read_rows`)."""
+    return [r for r in read_rows(work_dir) if 'loss' in r]
+
+
+def read_probe_rows(work_dir: str | Path) -> list[dict]:
+    """The rows :class:`DenseProbeHook` logged (``probe/*`` keys, ``iter``)."""
+    return [r for r in read_rows(work_dir)
+            if any(k.startswith('probe/') for k in r)]
 
 
 def final_values(rows: list[dict], keys: list[str] | None = None,
@@ -64,22 +85,44 @@ def plot_training_curves(runs: dict[str, str | Path] | str | Path,
                          out_png: str | Path, title: str | None = None) -> None:
     """Losses (first row) and monitors per iteration; ``runs`` maps a label to a
     work dir (several runs are overlaid), or is one work dir."""
+    plot_curves(runs, out_png, LOSSES + MONITORS, title)
+
+
+def probe_keys(rows: list[dict]) -> list[str]:
+    """The mIoU / top-1 keys of probe rows (``probe/knn_miou``, ...), in order."""
+    keys = []
+    for r in rows:
+        for k in r:
+            if k.startswith('probe/') and not k.startswith('probe/best_') and \
+                    ('miou' in k or 'top1' in k) and k not in keys:
+                keys.append(k)
+    return keys
+
+
+def plot_curves(runs: dict[str, str | Path] | str | Path, out_png: str | Path,
+                keys: list[str], title: str | None = None, cols: int = 4) -> list[str]:
+    """One panel per key (training keys: per logged iteration; ``probe/*`` keys:
+    per probe), value against iteration; ``runs`` maps a label to a work dir
+    (overlaid) or is one work dir. Keys no run logged are left out; returns the
+    keys drawn."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     if not isinstance(runs, dict):
         runs = {'': runs}
-    data = {label: read_scalars(wd) for label, wd in runs.items()}
-    keys = [k for k in LOSSES + MONITORS
-            if any(k in r for rows in data.values() for r in rows)]
-    cols = 4
+    data = {label: read_rows(wd) for label, wd in runs.items()}
+    keys = [k for k in keys if any(k in r for rows in data.values() for r in rows)]
+    if not keys:
+        raise ValueError(f'none of the keys was logged by {list(runs.values())}')
+    cols = min(cols, len(keys))
     nrows = -(-len(keys) // cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(16, 3.2 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4 * cols, 3.2 * nrows),
+                             squeeze=False)
     for ax, key in zip(axes.flat, keys):
         for label, rows in data.items():
-            pts = [(r['iter'], r[key]) for r in rows if key in r]
+            pts = [(r.get('iter', r.get('step')), r[key]) for r in rows if key in r]
             ax.plot([p[0] for p in pts], [p[1] for p in pts], label=label or None,
-                    marker='.' if len(pts) < 20 else None)
+                    marker='.' if len(pts) < 30 else None)
         ax.set_title(key)
         ax.set_xlabel('iteration')
     if len(data) > 1:
@@ -91,3 +134,4 @@ def plot_training_curves(runs: dict[str, str | Path] | str | Path,
     fig.tight_layout()
     fig.savefig(out_png, dpi=70)
     plt.close(fig)
+    return keys

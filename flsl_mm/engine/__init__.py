@@ -1,4 +1,5 @@
 from .hooks.deferred_runtime_info_hook import DeferredRuntimeInfoHook
+from .hooks.dense_probe_hook import DenseProbeHook
 from .hooks.flsl_schedule_hook import DINOScheduleHook, FLSLScheduleHook
 from .hooks.grad_hooks import FreezeLastLayerHook, PerParamGradClipHook
 from .hooks.non_finite_loss_hook import NonFiniteLossHook
@@ -10,7 +11,7 @@ from .optimizers import (FLSLOptimWrapperConstructor,
                          LayerDecayOptimWrapperConstructor)
 
 __all__ = [
-    'DeferredRuntimeInfoHook', 'FLSLScheduleHook', 'DINOScheduleHook', 'FreezeLastLayerHook', 'PerParamGradClipHook',
+    'DeferredRuntimeInfoHook', 'DenseProbeHook', 'FLSLScheduleHook', 'DINOScheduleHook', 'FreezeLastLayerHook', 'PerParamGradClipHook',
     'NonFiniteLossHook', 'RNGStateHook', 'ResumableCheckpointHook',
     'ResumableEpochBasedTrainLoop', 'FLSLTeacherUpdateHook',
     'LayerDecayOptimWrapperConstructor', 'FLSLOptimWrapperConstructor'

@@ -17,12 +17,15 @@ position embedding at its random init) are probed with the same seeds. Writes, t
                  the margin over random init in units of the seed-to-seed spread
                  (the larger of the two sample standard deviations)
   curves_<variant>.png  losses and health monitors of every seed, overlaid
+  probe_curves.png  the teacher's probe curves during pretraining (what the
+                 study configs' DenseProbeHook logged, docs/probes.md) of every
+                 trained run, with the random-init values as dashed lines
 
 Runs already finished (their probe JSON exists) are kept, so an interrupted study
 resumes where it stopped. See docs/benchmarks.md ("Does FLSL learn?").
 
     python tools/analysis/learning_study.py \
-        configs/pretrain/flsl_vit-tiny-p16_1xb16-12e_demo-rc.py [--seeds 0 1 2]
+        configs/pretrain/flsl_vit-tiny-p16_1xb64-10e_demo-rc.py [--seeds 0 1 2]
     # on a GPU: pretraining on CUDA in fp16, probes (k-NN, linear) on CUDA too
     python tools/analysis/learning_study.py CONFIG --device cuda --amp
 """
@@ -129,6 +132,56 @@ def summarise(results: dict, seeds: list[int], key: str = 'probes') -> str:
     return '\n'.join(lines)
 
 
+def probe_curve(rows: list[dict]) -> dict[str, list]:
+    """``{probe: [[iteration, value], ...]}`` of the teacher's probes a run's
+    DenseProbeHook logged (empty when the config has no hook)."""
+    curve: dict[str, list] = {}
+    for row in rows:
+        for key, value in row.items():
+            name = key[len('probe/'):]
+            if key.startswith('probe/') and name.endswith('_miou') and \
+                    not name.startswith(('best_', 'student_')):
+                curve.setdefault(name, []).append([row['iter'], value])
+    return curve
+
+
+def plot_probe_curves(results: dict, out_png: Path) -> bool:
+    """One panel per probe: every trained run's curve (colour per variant),
+    the random-init arms' values as dashed lines. False when no run has one."""
+    curves = {(v, s): e['probe_curve'] for v, seeds in results.items()
+              for s, e in seeds.items() if e.get('probe_curve')}
+    if not curves:
+        return False
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    probes = sorted({p for c in curves.values() for p in c})
+    fig, axes = plt.subplots(1, len(probes), figsize=(5 * len(probes), 3.6),
+                             squeeze=False)
+    colours = {}
+    for ax, probe in zip(axes[0], probes):
+        for (variant, seed), curve in sorted(curves.items()):
+            if probe not in curve:
+                continue
+            colour = colours.setdefault(variant, f'C{len(colours)}')
+            pts = curve[probe]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], color=colour,
+                    marker='.', label=f'{variant} seed {seed}')
+        for r, name in enumerate(RANDOM):
+            vals = [e['probes'][probe] for e in results.get(name, {}).values()
+                    if probe in e.get('probes', {})]
+            if vals:
+                ax.axhline(statistics.fmean(vals), color='k', ls='--' if r == 0
+                           else ':', lw=1, label=f'{name} (mean of seeds)')
+        ax.set_title(f'teacher {probe}')
+        ax.set_xlabel('iteration')
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=70)
+    plt.close(fig)
+    return True
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.amp and args.device != 'cuda':
@@ -141,7 +194,7 @@ def main(argv=None) -> int:
 
     import flsl_mm  # noqa: F401
     from flsl_mm.analysis.training_log import (final_values, plot_training_curves,
-                                               read_scalars)
+                                               read_probe_rows, read_scalars)
     from flsl_mm.datasets import ensure_demo_data
     cfg = Config.fromfile(args.config)
     dataset = cfg.train_dataloader.dataset
@@ -218,6 +271,7 @@ def main(argv=None) -> int:
                 cpu_only=args.device == 'cpu')[1]
             entry['checkpoint'] = str(last_checkpoint(work))
             entry['monitors'] = final_values(read_scalars(work))
+            entry['probe_curve'] = probe_curve(read_probe_rows(work))
             probe(tag, seed, [entry['checkpoint']], 'probes', entry, step, arm)
         results.setdefault(variant, {})[str(seed)] = entry
         save()
@@ -233,6 +287,8 @@ def main(argv=None) -> int:
             plot_training_curves(works, out / f'curves_{variant}.png',
                                  title=f'{Path(configs[arm_of(variant)]).stem}: '
                                  f'{variant}')
+    if plot_probe_curves(results, out / 'probe_curves.png'):
+        print(f'[study] probe curves of the runs: {out / "probe_curves.png"}')
     table = '### Teachers\n\n' + summarise(results, args.seeds)
     if args.student:
         table += '\n\n### Students\n\n' + summarise(results, args.seeds,

@@ -1,6 +1,7 @@
 """Save and restore random-number-generator states so that resuming is exact."""
 from __future__ import annotations
 
+import contextlib
 import random
 
 import numpy as np
@@ -42,6 +43,18 @@ def set_rng_state(state: dict) -> bool:
         cuda = cuda[index]
     torch.cuda.set_rng_state(cuda)
     return True
+
+
+@contextlib.contextmanager
+def preserved_rng_state():
+    """Run the body without consuming the process's random streams: Python's,
+    numpy's, torch's CPU and current CUDA generators are restored after it
+    (for work beside training, e.g. :class:`DenseProbeHook`)."""
+    state = get_rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(state)
 
 
 @HOOKS.register_module()

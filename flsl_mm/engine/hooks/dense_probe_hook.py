@@ -1,0 +1,271 @@
+"""Dense probes of the teacher while it trains (docs/probes.md)."""
+from __future__ import annotations
+
+import datetime
+import time
+from typing import Sequence
+
+import torch
+import torch.distributed as dist
+from mmengine.config import Config
+from mmengine.dist import get_rank, get_world_size
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+from flsl_mm.registry import HOOKS
+from .rng_state_hook import preserved_rng_state
+
+#: probes the hook can run (``bbox`` needs a probe set with boxes: the demo data)
+HOOK_PROBES = ('knn', 'linear', 'cluster', 'bbox')
+#: how long the other ranks wait for rank 0's probe before giving up
+PROBE_WAIT = datetime.timedelta(hours=6)
+
+
+@HOOKS.register_module()
+class DenseProbeHook(Hook):
+    """Every ``interval`` epochs (or iterations), at the start and at the end of
+    training, probe the **teacher**'s patch tokens (and the student's, with
+    ``student=True``) on a small labelled set, with the probes and numbers of
+    ``tools/analysis/dense_probe.py``: patch k-NN segmentation mIoU (k 20, T
+    0.07), optionally the linear probe, k-means + Hungarian mIoU.
+
+    Logged as ``probe/<key>`` (``probe/student_<key>``) through the visualizer at
+    the step of the probe (``vis_data/scalars.json``, TensorBoard when
+    configured: once per probe), put in the message hub, and written as one log
+    line with the best value so far (``probe/best_<key>``, kept in checkpoints)
+    and the cost (seconds per probe, share of the training time).
+
+    The probe set (:func:`flsl_mm.analysis.probe_sets.build_probe_set`) is read
+    and checked before the model is initialised: a missing folder, an undecodable
+    image, a label PNG of another size or a class id out of range stops the run
+    there, naming the file. ``dict(type='demo')`` without ``data_root`` probes
+    the training set's demo data.
+
+    The probe runs on the training device, in the run's autocast (its
+    ``AmpOptimWrapper``'s dtype), on a separate copy of the backbone the weights
+    are loaded into, under saved-and-restored RNG states: the training (weights,
+    RNG streams, train/eval state) is bitwise what it is without the hook.
+    Distributed: rank 0 probes, every rank receives its numbers (a gloo
+    broadcast that waits up to 6 hours, so a long probe never trips the NCCL
+    time-out); an error of the probe stops every rank.
+
+    Args:
+        probe_set: the probe set config (``type``: demo, folder, ade20k, voc,
+            cityscapes; docs/probes.md).
+        interval: probe every ``interval`` epochs (``by_epoch``) or iterations.
+        by_epoch: count ``interval`` in epochs (at epoch ends) or iterations.
+        at_start: probe before the first iteration (the initialisation; not on
+            a resumed run).
+        at_end: probe after the last iteration (unless the interval just did).
+        probes: some of ``knn``, ``linear``, ``cluster``, ``bbox``.
+        student: probe the student too (``probe/student_*``).
+        block: tokens after this block (-1: the last, with the final norm).
+        seed: seed of the linear probe, k-means and the probe set's subset.
+        amp: autocast the token extraction: ``None`` follows the run.
+    """
+
+    priority = 'NORMAL'  # after the teacher update, before logger and checkpoint
+
+    def __init__(self, probe_set: dict, interval: int = 1, by_epoch: bool = True,
+                 at_start: bool = True, at_end: bool = True,
+                 probes: Sequence[str] = ('knn', 'cluster'), student: bool = False,
+                 block: int = -1, seed: int = 0, amp: bool | None = None) -> None:
+        if not isinstance(probe_set, dict) or 'type' not in probe_set:
+            raise ValueError('DenseProbeHook: probe_set must be a dict with a type '
+                             "(e.g. dict(type='ade20k', data_root=...); "
+                             'docs/probes.md)')
+        if not isinstance(interval, int) or interval < 1:
+            raise ValueError(f'DenseProbeHook: interval must be an int >= 1, got '
+                             f'{interval!r}')
+        probes = tuple(probes)
+        unknown = set(probes) - set(HOOK_PROBES)
+        if unknown or not probes:
+            raise ValueError(f'DenseProbeHook: probes {list(probes)}: expected some '
+                             f'of {list(HOOK_PROBES)}')
+        self.probe_set_cfg = dict(probe_set)
+        self.interval = interval
+        self.by_epoch = by_epoch
+        self.at_start = at_start
+        self.at_end = at_end
+        self.probes = probes
+        self.student = student
+        self.block = block
+        self.seed = seed
+        self.amp = amp
+        self.best_key = next(f'{p}_miou' for p in ('knn', 'linear', 'cluster', 'bbox')
+                             if p in probes)
+        if self.best_key == 'bbox_miou':
+            self.best_key = 'bbox_knn_top1@20'
+        self.best: tuple[float, int] | None = None  # (value, step)
+        self.last_step: int | None = None
+        self.probe_seconds = 0.0
+        self._pending: dict | None = None
+        self._group = None
+        self._backbone = None
+        self._splits = None
+        self._num_classes = 0
+        self._train_start = 0.0
+
+    # ----------------------------------------------------------- set-up
+    def _probe_set_cfg(self, cfg: Config) -> dict:
+        spec = dict(self.probe_set_cfg)
+        if spec['type'] == 'demo' and 'data_root' not in spec:
+            dataset = cfg.get('train_dataloader', {}).get('dataset', {})
+            if 'data_root' not in dataset:
+                raise ValueError("DenseProbeHook: probe_set=dict(type='demo') without "
+                                 'data_root needs train_dataloader.dataset.data_root')
+            spec['data_root'] = dataset['data_root']
+            spec.setdefault('demo_kwargs', dict(dataset.get('demo_kwargs', {})))
+        return spec
+
+    def _broadcast(self, payload):
+        """Rank 0's ``payload`` on every rank (waits up to ``PROBE_WAIT``)."""
+        if self._group is None:
+            return payload
+        box = [payload]
+        dist.broadcast_object_list(box, src=0, group=self._group)
+        return box[0]
+
+    def before_run(self, runner) -> None:
+        if get_world_size() > 1:
+            self._group = dist.new_group(backend='gloo', timeout=PROBE_WAIT)
+        message, error = None, None
+        if get_rank() == 0:
+            from flsl_mm.analysis.probe_sets import build_probe_set
+            from flsl_mm.analysis.tokens import build_dense_backbone
+            start = time.perf_counter()
+            try:
+                with preserved_rng_state():  # building draws an initialisation
+                    self._backbone = build_dense_backbone(runner.cfg, 'the run config')
+                probe_set = build_probe_set(self._probe_set_cfg(runner.cfg), self.seed)
+                self._splits = probe_set.load(self._backbone.patch_size)
+                self._num_classes = probe_set.num_classes
+                when = (f'every {self.interval} ' +
+                        ('epoch(s)' if self.by_epoch else 'iteration(s)') +
+                        (', at the start' if self.at_start else '') +
+                        (', at the end' if self.at_end else ''))
+                message = (f'DenseProbeHook: {probe_set.describe()}; read and checked '
+                           f'in {time.perf_counter() - start:.1f} s; probes '
+                           f'{", ".join(self.probes)} of the teacher'
+                           f'{" and the student" if self.student else ""} {when}')
+            except Exception as exc:  # every rank must hear of it
+                error = exc
+                message = f'{type(exc).__name__}: {exc}'
+        ok, message = self._broadcast((error is None, message))
+        if error is not None:
+            raise error
+        if not ok:
+            raise RuntimeError(f'DenseProbeHook: the probe set was refused on rank 0: '
+                               f'{message}')
+        runner.logger.info(message)
+
+    def before_train(self, runner) -> None:
+        if self._pending is not None and runner.iter > 0:  # resumed: keep history
+            state = self._pending
+            self.best = tuple(state['best']) if state.get('best') else None
+            self.last_step = state.get('last_step')
+            self.probe_seconds = state.get('seconds', 0.0)
+        self._pending = None
+        self._train_start = time.perf_counter()
+        if self.at_start and runner.iter == 0:
+            self._probe(runner, 0)
+
+    # ------------------------------------------------------------ when
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs=None) -> None:
+        if not self.by_epoch and self.every_n_train_iters(runner, self.interval):
+            self._probe(runner, runner.iter + 1)
+
+    def after_train_epoch(self, runner) -> None:
+        if self.by_epoch and self.every_n_epochs(runner, self.interval):
+            self._probe(runner, runner.iter)
+
+    def after_train(self, runner) -> None:
+        if self.at_end and runner.iter >= runner.max_iters and \
+                self.last_step != runner.iter:
+            self._probe(runner, runner.iter)
+
+    # ----------------------------------------------------------- probe
+    def _autocast_dtype(self, runner, device: torch.device) -> torch.dtype | None:
+        from mmengine.optim import AmpOptimWrapper
+        wrapper = getattr(runner, 'optim_wrapper', None)
+        use = isinstance(wrapper, AmpOptimWrapper) if self.amp is None else self.amp
+        if not use:
+            return None
+        dtype = getattr(wrapper, 'cast_dtype', None)
+        if dtype is None:
+            dtype = torch.float16 if device.type == 'cuda' else torch.bfloat16
+        return dtype
+
+    def _compute(self, runner) -> dict:
+        from flsl_mm.analysis.probe_runner import run_probes
+        from flsl_mm.analysis.tokens import load_backbone_state
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        device = next(model.parameters()).device
+        dtype = self._autocast_dtype(runner, device)
+        state = {'state_dict': model.state_dict()}
+        results = {}
+        for prefix, student in [('', False)] + ([('student_', True)] if self.student
+                                                 else []):
+            load_backbone_state(self._backbone, state, 'the running model', student)
+            train, val = self._splits
+            values = run_probes(self._backbone, train, val, self._num_classes,
+                                block=self.block, seed=self.seed, device=device,
+                                probes=self.probes, autocast_dtype=dtype,
+                                progress=False)
+            results.update({prefix + k: v for k, v in values.items()})
+        return results
+
+    def _probe(self, runner, step: int) -> None:
+        start = time.perf_counter()
+        payload = None
+        if get_rank() == 0:
+            try:
+                with preserved_rng_state():
+                    payload = (True, self._compute(runner))
+            except Exception as exc:
+                if self._group is None:
+                    raise
+                self._broadcast((False, f'{type(exc).__name__}: {exc}'))
+                raise
+        ok, results = self._broadcast(payload)
+        if not ok:
+            raise RuntimeError(f'DenseProbeHook: the probe at iteration {step} failed '
+                               f'on rank 0: {results}')
+        seconds = time.perf_counter() - start
+        self.probe_seconds += seconds
+        self.last_step = step
+        value = results.get(self.best_key)
+        if value is not None and (self.best is None or value > self.best[0]):
+            self.best = (value, step)
+        self._report(runner, step, results, seconds)
+
+    def _report(self, runner, step: int, results: dict, seconds: float) -> None:
+        scalars = {f'probe/{k}': v for k, v in results.items()}
+        if self.best is not None:
+            scalars[f'probe/best_{self.best_key}'] = self.best[0]
+        scalars['probe/seconds'] = seconds
+        for key, value in scalars.items():
+            runner.message_hub.update_scalar(key, value)
+        json_log = next((getattr(h, 'json_log_path', None) for h in runner.hooks
+                         if type(h).__name__ == 'LoggerHook'), None)
+        row = dict(scalars, iter=step)
+        runner.visualizer.add_scalars(row, step=step, file_path=json_log)
+        elapsed = time.perf_counter() - self._train_start
+        shown = [k for k in results if k.endswith('miou') or k.startswith('bbox')]
+        values = ', '.join(f'{k} {results[k]:.4f}' for k in shown)
+        best = (f' (best {self.best_key} {self.best[0]:.4f} at iteration '
+                f'{self.best[1]})' if self.best is not None else '')
+        share = (f' = {100 * self.probe_seconds / elapsed:.1f} % of the '
+                 f'{elapsed:.0f} s of training so far' if elapsed > 0 and step else '')
+        runner.logger.info(f'dense probe at iteration {step}: {values}{best}; '
+                           f'{seconds:.1f} s, all probes {self.probe_seconds:.1f} s'
+                           f'{share}')
+
+    # ------------------------------------------------------- checkpoints
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint['dense_probe'] = dict(best=self.best, last_step=self.last_step,
+                                         seconds=self.probe_seconds)
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        self._pending = checkpoint.get('dense_probe')

@@ -1,0 +1,171 @@
+"""DenseProbeHook: the probe of tools/analysis/dense_probe.py during training, with
+no effect on the training, and a bad probe set refused before the first iteration."""
+import json
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+CONFIG = 'configs/pretrain/flsl_vit-tiny-p16_demo.py'
+
+
+def train(repo_root, work, demo_root, *options):
+    cmd = [sys.executable, 'tools/train.py', CONFIG, '--work-dir', str(work),
+           '--cfg-options', f'train_dataloader.dataset.data_root={demo_root}',
+           'train_dataloader.batch_size=4', 'train_dataloader.num_workers=0',
+           'train_dataloader.persistent_workers=False', 'train_cfg.max_epochs=1',
+           'default_hooks.checkpoint.interval=1', *options]
+    return subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True,
+                          timeout=600)
+
+
+def rows(work):
+    files = sorted(work.glob('*/vis_data/scalars.json'))
+    return [json.loads(line) for f in files for line in f.read_text().splitlines()]
+
+
+@pytest.fixture(scope='module')
+def runs(repo_root, demo_root, tmp_path_factory):
+    """The demo pretraining (4 iterations) with the hook probing teacher and
+    student every 2 iterations, and the same run without the hook."""
+    base = tmp_path_factory.mktemp('probe_hook')
+    with_hook = train(repo_root, base / 'hook', demo_root,
+                      'custom_hooks.0.by_epoch=False', 'custom_hooks.0.interval=2',
+                      'custom_hooks.0.student=True')
+    assert with_hook.returncode == 0, with_hook.stderr[-4000:]
+    without = train(repo_root, base / 'plain', demo_root, 'custom_hooks=[]')
+    assert without.returncode == 0, without.stderr[-4000:]
+    return base, with_hook.stdout + with_hook.stderr, without.stdout + without.stderr
+
+
+def test_probes_are_logged_once_each_with_best_and_cost(runs):
+    base, out, plain = runs
+    probe_rows = [r for r in rows(base / 'hook') if 'probe/knn_miou' in r]
+    # at the start, every 2 iterations; the end is iteration 4 already probed
+    assert [r['iter'] for r in probe_rows] == [0, 2, 4]
+    for r in probe_rows:
+        assert {'probe/linear_miou', 'probe/cluster_miou', 'probe/student_knn_miou',
+                'probe/best_knn_miou', 'probe/seconds'} <= set(r)
+        assert 0 < r['probe/knn_miou'] <= 1
+    best = max(r['probe/knn_miou'] for r in probe_rows)
+    assert probe_rows[-1]['probe/best_knn_miou'] == best
+    assert out.count('dense probe at iteration') == 3
+    assert 'all probes' in out and '% of the' in out
+    assert 'DenseProbeHook: demo data' in out and 'read and checked' in out
+    assert 'dense probe' not in plain
+    ckpt = torch.load(base / 'hook' / 'epoch_1.pth', weights_only=False)
+    assert ckpt['dense_probe']['best'][0] == best
+    assert ckpt['dense_probe']['last_step'] == 4
+
+
+def test_training_is_bitwise_the_same_with_and_without_the_hook(runs):
+    base, _, _ = runs
+    a = torch.load(base / 'hook' / 'epoch_1.pth', weights_only=False)
+    b = torch.load(base / 'plain' / 'epoch_1.pth', weights_only=False)
+    assert a['state_dict'].keys() == b['state_dict'].keys()
+    for k in a['state_dict']:
+        assert torch.equal(a['state_dict'][k], b['state_dict'][k]), k
+    sa, sb = a['optimizer']['state'], b['optimizer']['state']
+    for i in sa:
+        for name in ('exp_avg', 'exp_avg_sq'):
+            assert torch.equal(sa[i][name], sb[i][name]), (i, name)
+    # every random stream continues where it would have without the probes
+    ra, rb = a['rng_states'][0], b['rng_states'][0]
+    assert torch.equal(ra['torch'], rb['torch'])
+    assert ra['python'] == rb['python']
+    assert all(np.array_equal(x, y) for x, y in zip(ra['numpy'], rb['numpy']))
+    la = [r for r in rows(base / 'hook') if 'loss' in r]
+    lb = [r for r in rows(base / 'plain') if 'loss' in r]
+    assert [r['loss'] for r in la] == [r['loss'] for r in lb] and len(la) == 4
+
+
+@pytest.mark.parametrize('student', [False, True])
+def test_hook_equals_the_dense_probe_tool_on_the_checkpoint(runs, repo_root,
+                                                            demo_root, student):
+    base, _, _ = runs
+    out = base / f'tool_{student}.json'
+    cmd = [sys.executable, 'tools/analysis/dense_probe.py', CONFIG,
+           str(base / 'hook' / 'epoch_1.pth'), '--data-root', str(demo_root),
+           '--out', str(out)] + (['--student'] if student else [])
+    proc = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tool = json.loads(out.read_text())
+    last = [r for r in rows(base / 'hook') if 'probe/knn_miou' in r][-1]
+    prefix = 'probe/student_' if student else 'probe/'
+    for key in ('knn_miou', 'knn_acc', 'linear_miou', 'linear_acc', 'cluster_miou'):
+        assert last[prefix + key] == tool[key], key
+
+
+def test_a_bad_probe_set_stops_the_run_before_the_first_iteration(
+        repo_root, demo_root, tmp_path):
+    missing = tmp_path / 'ADEChallengeData2016'
+    proc = train(repo_root, tmp_path / 'w1', demo_root,
+                 'custom_hooks.0.probe_set.type=ade20k',
+                 f'custom_hooks.0.probe_set.data_root={missing}')
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert f'{missing}: ADE20K data_root folder not found' in out
+    assert 'Epoch(train)' not in out and not list((tmp_path / 'w1').glob('*.pth'))
+    # a class id out of range: the label PNG is named
+    from PIL import Image
+    root = tmp_path / 'ade'
+    for split in ('training', 'validation'):
+        for i in range(2):
+            (root / 'images' / split).mkdir(parents=True, exist_ok=True)
+            (root / 'annotations' / split).mkdir(parents=True, exist_ok=True)
+            Image.new('RGB', (48, 32)).save(root / 'images' / split / f'{i}.jpg')
+            Image.fromarray(np.full((32, 48), 3 + 200 * (split == 'validation'),
+                                    np.uint8)).save(
+                root / 'annotations' / split / f'{i}.png')
+    proc = train(repo_root, tmp_path / 'w2', demo_root,
+                 'custom_hooks.0.probe_set.type=ade20k',
+                 f'custom_hooks.0.probe_set.data_root={root}')
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert f'{root}/annotations/validation/0.png: class id 203 out of range' in out
+    assert 'Epoch(train)' not in out
+
+
+def test_hook_arguments_are_checked():
+    from flsl_mm.engine import DenseProbeHook
+    with pytest.raises(ValueError, match='probe_set must be a dict with a type'):
+        DenseProbeHook(probe_set='data/ade')
+    with pytest.raises(ValueError, match='interval must be an int >= 1'):
+        DenseProbeHook(probe_set=dict(type='demo'), interval=0)
+    with pytest.raises(ValueError, match=r"probes \['knn', 'svm'\]"):
+        DenseProbeHook(probe_set=dict(type='demo'), probes=('knn', 'svm'))
+    assert DenseProbeHook(dict(type='demo'), probes=('cluster',)).best_key == \
+        'cluster_miou'
+
+
+def test_autocast_follows_the_run(demo_root):
+    """The probe extracts tokens in the run's autocast dtype (bf16 here, on the
+    CPU); the tokens are float32 and the k-NN mIoU close to full precision's."""
+    from mmengine.optim import AmpOptimWrapper, OptimWrapper
+
+    from flsl_mm.analysis import load_backbone
+    from flsl_mm.analysis.probe_runner import run_probes
+    from flsl_mm.analysis.probe_sets import build_probe_set
+    from flsl_mm.engine import DenseProbeHook
+    hook = DenseProbeHook(dict(type='demo'))
+    cpu = torch.device('cpu')
+    amp = SimpleNamespace(optim_wrapper=AmpOptimWrapper.__new__(AmpOptimWrapper))
+    amp.optim_wrapper.cast_dtype = torch.bfloat16
+    assert hook._autocast_dtype(amp, cpu) is torch.bfloat16
+    amp.optim_wrapper.cast_dtype = None
+    assert hook._autocast_dtype(amp, torch.device('cuda')) is torch.float16
+    plain = SimpleNamespace(optim_wrapper=OptimWrapper.__new__(OptimWrapper))
+    assert hook._autocast_dtype(plain, cpu) is None
+    assert DenseProbeHook(dict(type='demo'), amp=True)._autocast_dtype(
+        plain, cpu) is torch.bfloat16
+    backbone = load_backbone(CONFIG, random_init=True)
+    train_split, val_split = build_probe_set(
+        dict(type='demo', data_root=str(demo_root))).load(16)
+    full = run_probes(backbone, train_split, val_split, 6, probes=('knn',),
+                      progress=False)
+    half = run_probes(backbone, train_split, val_split, 6, probes=('knn',),
+                      autocast_dtype=torch.bfloat16, progress=False)
+    assert abs(full['knn_miou'] - half['knn_miou']) < 0.05
