@@ -377,3 +377,34 @@ def test_gpuaug_config_changes_only_where_the_views_are_made(path):
                                             'view_params']
     assert pack_c == pack_p
     assert child == parent  # model, loss, schedules, hooks, loader, runtime
+
+
+@pytest.mark.parametrize('path', PRETRAIN)
+def test_every_pretraining_config_names_the_dense_probe(path, tmp_path):
+    """Demo and learning-study configs probe their own data (docs/probes.md); the
+    published ImageNet configs name the ADE20K probe base commented out (a probe
+    set must be downloaded first), and with it the hook builds with the config's
+    model and interval 10 epochs."""
+    from flsl_mm.engine import DenseProbeHook
+    cfg = Config.fromfile(str(ROOT / path))
+    text = (ROOT / path).read_text()
+    if '_in1k' in path:
+        assert "# '_base_/probes/ade20k.py'," in text
+        assert not cfg.get('custom_hooks')
+        child = tmp_path / 'probed.py'
+        child.write_text(f"_base_ = ['{ROOT / path}', "
+                         f"'{ROOT / 'configs/pretrain/_base_/probes/ade20k.py'}']\n")
+        cfg = Config.fromfile(str(child))
+        hook = cfg.custom_hooks[0]
+        assert hook.probe_set == dict(type='ade20k',
+                                      data_root='data/ade/ADEChallengeData2016',
+                                      max_train=500, max_val=200, short_side=224)
+        assert (hook.interval, hook.by_epoch) == (10, True)
+    else:
+        hook = cfg.custom_hooks[0]
+        assert hook.probe_set['type'] == 'demo'  # the data it trains on
+        assert 'data_root' not in hook.probe_set
+        epochs = cfg.train_cfg.max_epochs
+        assert 5 <= epochs // hook.interval <= 10  # a curve of 6 to 11 points
+    assert hook.type == 'DenseProbeHook'
+    DenseProbeHook(**{k: v for k, v in hook.items() if k != 'type'})

@@ -12,6 +12,10 @@ MONITORS = ['mon_target_entropy', 'mon_coverage', 'mon_prototypes_used',
             'mon_teacher_init_weight']
 
 
+def _step(row: dict) -> int:
+    return row.get('step', row.get('iter', 0))
+
+
 def read_rows(work_dir: str | Path) -> list[dict]:
     """Every logged row of a run in ``work_dir`` (mmengine's
     ``<timestamp>/vis_data/scalars.json``), across resumes: the runs are read in
@@ -28,8 +32,8 @@ def read_rows(work_dir: str | Path) -> list[dict]:
                if line.strip()]
         if not new:
             continue
-        first = min(r.get('step', 0) for r in new)
-        rows = [r for r in rows if r.get('step', 0) < first] + new
+        first = min(_step(r) for r in new)
+        rows = [r for r in rows if _step(r) < first] + new
     return rows
 
 

@@ -53,3 +53,16 @@ def test_a_timm_vit_with_class_token_loads(repo_root, tmp_path):
     with pytest.raises(ValueError, match='cannot be read as a torch checkpoint'):
         (tmp_path / 'junk.pth').write_bytes(b'junk')
         load_backbone(str(repo_root / CFG), str(tmp_path / 'junk.pth'))
+
+
+def test_device_view_configs_normalise_as_their_parents(repo_root):
+    """DeviceViewPreprocessor has no to_rgb (it gets RGB images): the analysis tools
+    must still flip their BGR images, as for the CPU-path parent config."""
+    from mmengine.config import Config
+
+    from flsl_mm.analysis.tokens import InputNorm
+    norms = [InputNorm.from_config(Config.fromfile(str(
+        repo_root / f'configs/pretrain/flsl_vit-tiny-p16_demo{s}.py')))
+        for s in ('', '-gpuaug')]
+    assert norms[1].to_rgb and norms[0].to_rgb
+    assert (norms[0].mean == norms[1].mean).all() and (norms[0].std == norms[1].std).all()

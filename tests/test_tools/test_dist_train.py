@@ -96,6 +96,28 @@ def test_two_process_resume_equals_uninterrupted_run(full_run, repo_root, demo_r
             assert la[it][key] == lb[it][key], (it, key)
 
 
+def test_two_process_probes_are_logged_once_and_change_no_weight(full_run, repo_root,
+                                                                  demo_root, tmp_path):
+    """The demo config's DenseProbeHook on 2 processes: rank 0 probes, every rank
+    waits for it (no deadlock), each probe is logged once, and the weights are
+    bitwise those of the same run without the hook."""
+    work, out = full_run
+    files = sorted(work.glob('*/vis_data/scalars.json'))
+    rows = [json.loads(line) for f in files for line in f.read_text().splitlines()]
+    probes = [r for r in rows if 'probe/knn_miou' in r]
+    assert [r['iter'] for r in probes] == [0, 4]  # start, every 2 epochs (= end)
+    assert out.count('dense probe at iteration') == 2
+    _, plain, _ = dist_train(repo_root, PRETRAIN, tmp_path,
+                             *pretrain_options(demo_root, 'custom_hooks=[]'))
+    assert 'dense probe' not in plain
+    a = torch.load(work / 'epoch_2.pth', weights_only=False)
+    b = torch.load(tmp_path / 'epoch_2.pth', weights_only=False)
+    for k in a['state_dict']:
+        assert torch.equal(a['state_dict'][k], b['state_dict'][k]), k
+    for ra, rb in zip(a['rng_states'], b['rng_states']):  # both ranks' streams
+        assert torch.equal(ra['torch'], rb['torch']) and ra['python'] == rb['python']
+
+
 NAN_HOOK = '''
 from mmengine.dist import get_rank
 from mmengine.hooks import Hook
