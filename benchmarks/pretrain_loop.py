@@ -55,6 +55,7 @@ def build_cfg(args, data_root: str, work_dir: str):
         'log_processor.window_size': 1,
         'default_hooks.checkpoint.interval': 10**6,
         'default_hooks.checkpoint.save_last': False,
+        'custom_hooks': [],  # no DenseProbeHook: the loop alone is timed
     })
     if args.device != 'cuda' or args.amp == 'none':
         # mmengine's AmpOptimWrapper needs CUDA: float32 on the CPU
