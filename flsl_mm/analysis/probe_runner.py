@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 
 import numpy as np
 import torch
@@ -78,22 +79,25 @@ def run_probes(backbone, train: LoadedSplit, val: LoadedSplit, num_classes: int,
                block: int = -1, seed: int = 0, device: str | torch.device = 'cpu',
                probes: tuple[str, ...] = PROBES,
                autocast_dtype: torch.dtype | None = None,
-               progress: bool = True) -> dict:
+               progress: bool = True, timings: dict | None = None) -> dict:
     """The ``probes`` on the splits (:meth:`ProbeSet.load`): token extraction,
     k-NN and linear probes on ``device`` (the backbone is moved there); k-means +
     Hungarian on the CPU (numpy); ``bbox`` only where the splits have boxes.
 
     Keys: ``knn_miou``/``knn_acc``, ``linear_miou``/``linear_acc``,
-    ``cluster_miou``, ``bbox_knn_top1@k``."""
+    ``cluster_miou``, ``bbox_knn_top1@k``. ``timings``: filled with the seconds
+    of each stage (``tokens``, then each probe run)."""
     unknown = set(probes) - set(PROBES)
     if unknown:
         raise ValueError(f'unknown probe(s) {sorted(unknown)}; expected some of '
                          f'{list(PROBES)}')
+    clock = _Clock(timings, device)
     backbone.to(device)
     tr = collect(backbone, train, block, 'extracting train tokens' if progress else '',
                  autocast_dtype)
     va = collect(backbone, val, block, 'extracting val tokens' if progress else '',
                  autocast_dtype)
+    clock('tokens')
     keep_tr, keep_va = tr['labels'] != IGNORE, va['labels'] != IGNORE
     xt, yt = tr['tokens'][keep_tr], tr['labels'][keep_tr]
     xv, yv = va['tokens'][keep_va], va['labels'][keep_va]
@@ -103,16 +107,38 @@ def run_probes(backbone, train: LoadedSplit, val: LoadedSplit, num_classes: int,
                                 device=device)
         res['knn_miou'], res['knn_acc'] = miou_and_acc(
             confusion_matrix(pred, yv, num_classes))
+        clock('knn')
     if 'linear' in probes:
         pred = linear_probe(xt, yt, xv, num_classes, seed=seed, device=device)
         res['linear_miou'], res['linear_acc'] = miou_and_acc(
             confusion_matrix(pred, yv, num_classes))
+        clock('linear')
     if 'cluster' in probes:
         res['cluster_miou'], _ = hungarian_cluster_miou(xv, yv, num_classes, seed=seed)
+        clock('cluster')
     if 'bbox' in probes and tr['box_feats'] is not None and \
             va['box_feats'] is not None:
         for k, v in bbox_knn_top1(tr['box_feats'], tr['box_labels'], va['box_feats'],
                                   va['box_labels'], num_classes,
                                   device=device).items():
             res[f'bbox_knn_top1@{k}'] = v
+        clock('bbox')
     return res
+
+
+class _Clock:
+    """Seconds since the previous call, stored under each name (the device is
+    synchronised first, so a GPU stage is counted where it ran)."""
+
+    def __init__(self, timings: dict | None, device) -> None:
+        self.timings, self.device = timings, torch.device(device)
+        self.last = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        if self.timings is None:
+            return
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        self.timings[name] = now - self.last
+        self.last = now

@@ -197,24 +197,29 @@ class DenseProbeHook(Hook):
             dtype = torch.float16 if device.type == 'cuda' else torch.bfloat16
         return dtype
 
-    def _compute(self, runner) -> dict:
+    def _compute(self, runner) -> tuple[dict, dict]:
+        """The probes' values and the seconds of each stage (summed over the
+        teacher and the student)."""
         from flsl_mm.analysis.probe_runner import run_probes
         from flsl_mm.analysis.tokens import load_backbone_state
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         device = next(model.parameters()).device
         dtype = self._autocast_dtype(runner, device)
         state = {'state_dict': model.state_dict()}
-        results = {}
+        results, stages = {}, {}
         for prefix, student in [('', False)] + ([('student_', True)] if self.student
                                                  else []):
             load_backbone_state(self._backbone, state, 'the running model', student)
             train, val = self._splits
+            timings: dict = {}
             values = run_probes(self._backbone, train, val, self._num_classes,
                                 block=self.block, seed=self.seed, device=device,
                                 probes=self.probes, autocast_dtype=dtype,
-                                progress=False)
+                                progress=False, timings=timings)
+            for stage, secs in timings.items():
+                stages[stage] = stages.get(stage, 0.0) + secs
             results.update({prefix + k: v for k, v in values.items()})
-        return results
+        return results, stages
 
     def _probe(self, runner, step: int) -> None:
         start = time.perf_counter()
@@ -232,15 +237,17 @@ class DenseProbeHook(Hook):
         if not ok:
             raise RuntimeError(f'DenseProbeHook: the probe at iteration {step} failed '
                                f'on rank 0: {results}')
+        results, stages = results
         seconds = time.perf_counter() - start
         self.probe_seconds += seconds
         self.last_step = step
         value = results.get(self.best_key)
         if value is not None and (self.best is None or value > self.best[0]):
             self.best = (value, step)
-        self._report(runner, step, results, seconds)
+        self._report(runner, step, results, seconds, stages)
 
-    def _report(self, runner, step: int, results: dict, seconds: float) -> None:
+    def _report(self, runner, step: int, results: dict, seconds: float,
+                stages: dict) -> None:
         scalars = {f'probe/{k}': v for k, v in results.items()}
         if self.best is not None:
             scalars[f'probe/best_{self.best_key}'] = self.best[0]
@@ -258,9 +265,10 @@ class DenseProbeHook(Hook):
                 f'{self.best[1]})' if self.best is not None else '')
         share = (f' = {100 * self.probe_seconds / elapsed:.1f} % of the '
                  f'{elapsed:.0f} s of training so far' if elapsed > 0 and step else '')
+        parts = ', '.join(f'{k} {v:.1f}' for k, v in stages.items())
         runner.logger.info(f'dense probe at iteration {step}: {values}{best}; '
-                           f'{seconds:.1f} s, all probes {self.probe_seconds:.1f} s'
-                           f'{share}')
+                           f'{seconds:.1f} s ({parts}), all probes '
+                           f'{self.probe_seconds:.1f} s{share}')
 
     # ------------------------------------------------------- checkpoints
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
