@@ -17,7 +17,7 @@ COMPONENTS = [
     ('DATASETS', 'DemoSegDataset'),
     ('DATASETS', 'UAVDTDataset'), ('DATASETS', 'UAVDTDemoDataset'),
     ('METRICS', 'UAVDTMetric'),
-    ('HOOKS', 'ResumableCheckpointHook'), ('LOOPS', 'ResumableEpochBasedTrainLoop'),
+    ('HOOKS', 'ResumableCheckpointHook'), ('HOOKS', 'DenseProbeHook'), ('LOOPS', 'ResumableEpochBasedTrainLoop'),
     ('DATA_SAMPLERS', 'SeededSampler'), ('MODELS', 'DeviceViewPreprocessor'),
     ('TRANSFORMS', 'LoadImageLikeImageFolder'), ('FUNCTIONS', 'pack_images_collate'),
 ]
