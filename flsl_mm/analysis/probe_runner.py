@@ -17,7 +17,7 @@ from .dense_probe import (IGNORE, bbox_grid_positions, bbox_knn_top1,
                           confusion_matrix, hungarian_cluster_miou, knn_segmentation,
                           linear_probe, miou_and_acc)
 from .probe_sets import LoadedSplit
-from .tokens import extract_tokens
+from .tokens import extract_token_batch
 
 
 def _largest_boxes(ann_file: str) -> dict:
@@ -38,33 +38,47 @@ def _largest_boxes(ann_file: str) -> dict:
     return {k: v[:2] for k, v in best.items()}
 
 
+def _same_size_batches(images: list[np.ndarray], batch_size: int):
+    """Index ranges of consecutive images of one size, at most ``batch_size``."""
+    start = 0
+    while start < len(images):
+        end = start + 1
+        while end < len(images) and end - start < batch_size and \
+                images[end].shape == images[start].shape:
+            end += 1
+        yield start, end
+        start = end
+
+
 def collect(backbone, split: LoadedSplit, block: int = -1, desc: str = '',
-            autocast_dtype: torch.dtype | None = None) -> dict:
-    """Tokens and patch labels of every image of a loaded split, one image per
-    forward (``desc``: print it and a progress bar); ``autocast_dtype``: the
-    forwards in that autocast (the run's mixed precision), tokens in float32."""
+            autocast_dtype: torch.dtype | None = None, batch_size: int = 16) -> dict:
+    """Tokens and patch labels of every image of a loaded split (consecutive
+    images of one size share a forward, up to ``batch_size``; ``desc``: print it
+    and a progress bar); ``autocast_dtype``: the forwards in that autocast (the
+    run's mixed precision), tokens in float32."""
     boxes = _largest_boxes(split.ann_file) if split.ann_file and \
         os.path.isfile(split.ann_file) else None
     patch = backbone.patch_size
-    device = next(backbone.parameters()).device
     tokens, box_feats, box_labels = [], [], []
     bar = None
     if desc:
         print(desc)
         bar = ProgressBar(len(split.images))
-    cast = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype \
+    cast = torch.autocast(next(backbone.parameters()).device.type,
+                          dtype=autocast_dtype) if autocast_dtype \
         else contextlib.nullcontext()
-    for name, img in zip(split.names, split.images):
+    for start, end in _same_size_batches(split.images, batch_size):
         with cast:
-            grid = extract_tokens(backbone, img, block)
-        tokens.append(grid.reshape(-1, grid.shape[-1]))
-        if boxes is not None and name in boxes:
-            bbox, cat = boxes[name]
-            pos = bbox_grid_positions(bbox, grid.shape[:2], patch)
-            box_feats.append(np.stack([grid[r, c] for r, c in pos]))
-            box_labels.append(cat)
-        if bar is not None:
-            bar.update()
+            grids = extract_token_batch(backbone, split.images[start:end], block)
+        for name, grid in zip(split.names[start:end], grids):
+            tokens.append(grid.reshape(-1, grid.shape[-1]))
+            if boxes is not None and name in boxes:
+                bbox, cat = boxes[name]
+                pos = bbox_grid_positions(bbox, grid.shape[:2], patch)
+                box_feats.append(np.stack([grid[r, c] for r, c in pos]))
+                box_labels.append(cat)
+            if bar is not None:
+                bar.update()
     if bar is not None:
         print()
     return dict(tokens=np.concatenate(tokens), labels=np.concatenate(split.patch_labels),

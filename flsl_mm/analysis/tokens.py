@@ -117,22 +117,30 @@ def load_backbone(config: str, checkpoint: str | None = None, student: bool = Fa
     return backbone
 
 
-@torch.no_grad()
 def extract_tokens(backbone: FLSLViT, img_bgr: np.ndarray, block: int = -1
                    ) -> np.ndarray:
     """``(h, w, C)`` tokens after ``block`` (-1: the last block, with the final
     LayerNorm as in pretraining). The image must be a multiple of the patch; it is
     normalised with ``backbone.input_norm`` (set by :func:`load_backbone`)."""
+    return extract_token_batch(backbone, [img_bgr], block)[0]
+
+
+@torch.no_grad()
+def extract_token_batch(backbone: FLSLViT, imgs_bgr: list[np.ndarray],
+                        block: int = -1) -> np.ndarray:
+    """:func:`extract_tokens` of images of one size in one forward:
+    ``(B, h, w, C)`` float32."""
     norm = getattr(backbone, 'input_norm', None)
     if norm is None:
         raise ValueError('extract_tokens: the backbone has no input_norm; build it '
                          'with load_backbone(config, ...)')
     device = next(backbone.parameters()).device
-    tokens, (h, w) = backbone.prepare_tokens(norm(img_bgr).to(device))
+    x = torch.cat([norm(img) for img in imgs_bgr]).to(device)
+    tokens, (h, w) = backbone.prepare_tokens(x)
     last = len(backbone.blocks) - 1
     block = block % len(backbone.blocks)
     for i, blk in enumerate(backbone.blocks[:block + 1]):
         tokens = blk(tokens)
     if block == last:
         tokens = backbone.norm(tokens)
-    return tokens[0].reshape(h, w, -1).float().cpu().numpy()
+    return tokens.reshape(len(imgs_bgr), h, w, -1).float().cpu().numpy()

@@ -169,3 +169,52 @@ def test_autocast_follows_the_run(demo_root):
     half = run_probes(backbone, train_split, val_split, 6, probes=('knn',),
                       autocast_dtype=torch.bfloat16, progress=False)
     assert abs(full['knn_miou'] - half['knn_miou']) < 0.05
+
+
+def test_a_resumed_run_keeps_the_best_and_does_not_probe_its_start_again():
+    from flsl_mm.engine import DenseProbeHook
+    hook = DenseProbeHook(dict(type='demo'))
+    saved = {}
+    hook.best, hook.last_step, hook.probe_seconds = (0.7, 40), 40, 12.0
+    hook.before_save_checkpoint(None, saved)
+    resumed = DenseProbeHook(dict(type='demo'))
+    resumed._probe = lambda runner, step: pytest.fail('probed the start again')
+    resumed.after_load_checkpoint(None, saved)
+    resumed.before_train(SimpleNamespace(iter=40))
+    assert (resumed.best, resumed.last_step, resumed.probe_seconds) == \
+        ((0.7, 40), 40, 12.0)
+    fresh = DenseProbeHook(dict(type='demo'))  # load_from: a new run, no history
+    probed = []
+    fresh._probe = lambda runner, step: probed.append(step)
+    fresh.after_load_checkpoint(None, saved)
+    fresh.before_train(SimpleNamespace(iter=0))
+    assert fresh.best is None and probed == [0]
+
+
+def test_a_label_of_the_wrong_size_is_refused_in_before_run(repo_root, tmp_path):
+    """before_run (before weights are initialised, before iteration 1) reads the
+    whole set: a label PNG of another size than its image is named."""
+    import logging
+
+    from mmengine.config import Config
+    from PIL import Image
+
+    from flsl_mm.analysis.probe_sets import ProbeSetError
+    from flsl_mm.engine import DenseProbeHook
+    root = tmp_path / 'ade'
+    for split in ('training', 'validation'):
+        (root / 'images' / split).mkdir(parents=True)
+        (root / 'annotations' / split).mkdir(parents=True)
+        Image.new('RGB', (48, 32)).save(root / 'images' / split / 'a.jpg')
+        Image.new('L', (48, 32 if split == 'training' else 40)).save(
+            root / 'annotations' / split / 'a.png')
+    runner = SimpleNamespace(cfg=Config.fromfile(str(repo_root / CONFIG)),
+                             logger=logging.getLogger('probe-test'))
+    hook = DenseProbeHook(dict(type='ade20k', data_root=str(root)))
+    bad = root / 'annotations' / 'validation' / 'a.png'
+    with pytest.raises(ProbeSetError, match=f"{bad}: label size 48x40 differs from "
+                       "its image's 48x32"):
+        hook.before_run(runner)
+    with pytest.raises(ValueError, match='probes bbox needs COCO boxes'):
+        DenseProbeHook(dict(type='ade20k', data_root=str(root)),
+                       probes=('bbox',)).before_run(runner)

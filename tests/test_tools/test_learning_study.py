@@ -114,6 +114,13 @@ default_hooks = dict(checkpoint=dict(interval=1))
     assert '| knn_miou | flsl |' in table
     assert '### Teachers' in table and '### Students' in table
     assert (out / 'curves_flsl.png').stat().st_size > 1000
+    # the probe curves come from the study configs' DenseProbeHook: the start
+    # and the end (iteration 2) of each run; the last point is the final teacher
+    curve = flsl['probe_curve']
+    assert [p[0] for p in curve['knn_miou']] == [0, 2]
+    assert set(curve) == {'knn_miou', 'cluster_miou'}
+    assert curve['knn_miou'][-1][1] == flsl['probes']['knn_miou']
+    assert (out / 'probe_curves.png').stat().st_size > 1000
     # a second call keeps what is done and trains nothing
     again = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]

@@ -15,8 +15,9 @@ from mmengine.model import is_model_wrapper
 from flsl_mm.registry import HOOKS
 from .rng_state_hook import preserved_rng_state
 
-#: probes the hook can run (``bbox`` needs a probe set with boxes: the demo data)
-HOOK_PROBES = ('knn', 'linear', 'cluster', 'bbox')
+#: the value each probe's best is tracked by (the first probe run, in this order)
+BEST_KEYS = dict(knn='knn_miou', linear='linear_miou', cluster='cluster_miou',
+                 bbox='bbox_knn_top1@20')
 #: how long the other ranks wait for rank 0's probe before giving up
 PROBE_WAIT = datetime.timedelta(hours=6)
 
@@ -78,10 +79,11 @@ class DenseProbeHook(Hook):
             raise ValueError(f'DenseProbeHook: interval must be an int >= 1, got '
                              f'{interval!r}')
         probes = tuple(probes)
-        unknown = set(probes) - set(HOOK_PROBES)
+        unknown = set(probes) - set(BEST_KEYS)
         if unknown or not probes:
             raise ValueError(f'DenseProbeHook: probes {list(probes)}: expected some '
-                             f'of {list(HOOK_PROBES)}')
+                             f'of {list(BEST_KEYS)} (bbox: sets with boxes, the demo '
+                             'data)')
         self.probe_set_cfg = dict(probe_set)
         self.interval = interval
         self.by_epoch = by_epoch
@@ -92,10 +94,7 @@ class DenseProbeHook(Hook):
         self.block = block
         self.seed = seed
         self.amp = amp
-        self.best_key = next(f'{p}_miou' for p in ('knn', 'linear', 'cluster', 'bbox')
-                             if p in probes)
-        if self.best_key == 'bbox_miou':
-            self.best_key = 'bbox_knn_top1@20'
+        self.best_key = next(v for k, v in BEST_KEYS.items() if k in probes)
         self.best: tuple[float, int] | None = None  # (value, step)
         self.last_step: int | None = None
         self.probe_seconds = 0.0
@@ -135,9 +134,16 @@ class DenseProbeHook(Hook):
             from flsl_mm.analysis.tokens import build_dense_backbone
             start = time.perf_counter()
             try:
+                if 'model' not in runner.cfg:
+                    raise ValueError('DenseProbeHook needs the run\'s config (a runner '
+                                     'built by Runner.from_cfg, as tools/train.py does)')
                 with preserved_rng_state():  # building draws an initialisation
                     self._backbone = build_dense_backbone(runner.cfg, 'the run config')
                 probe_set = build_probe_set(self._probe_set_cfg(runner.cfg), self.seed)
+                if 'bbox' in self.probes and not (probe_set.train.ann_file and
+                                                  probe_set.val.ann_file):
+                    raise ValueError(f'DenseProbeHook: probes bbox needs COCO boxes; '
+                                     f'{probe_set.name} has none (the demo data has)')
                 self._splits = probe_set.load(self._backbone.patch_size)
                 self._num_classes = probe_set.num_classes
                 when = (f'every {self.interval} ' +
