@@ -104,6 +104,7 @@ class DenseProbeHook(Hook):
         self._splits = None
         self._num_classes = 0
         self._train_start = 0.0
+        self._session_seconds = 0.0  # probe time since this process started
 
     # ----------------------------------------------------------- set-up
     def _probe_set_cfg(self, cfg: Config) -> dict:
@@ -246,6 +247,7 @@ class DenseProbeHook(Hook):
         results, stages = results
         seconds = time.perf_counter() - start
         self.probe_seconds += seconds
+        self._session_seconds += seconds
         self.last_step = step
         value = results.get(self.best_key)
         if value is not None and (self.best is None or value > self.best[0]):
@@ -269,8 +271,9 @@ class DenseProbeHook(Hook):
         values = ', '.join(f'{k} {results[k]:.4f}' for k in shown)
         best = (f' (best {self.best_key} {self.best[0]:.4f} at iteration '
                 f'{self.best[1]})' if self.best is not None else '')
-        share = (f' = {100 * self.probe_seconds / elapsed:.1f} % of the '
-                 f'{elapsed:.0f} s of training so far' if elapsed > 0 and step else '')
+        share = (f'; {100 * self._session_seconds / elapsed:.1f} % of the '
+                 f'{elapsed:.0f} s since training (re)started' if elapsed > 0 and step
+                 else '')
         parts = ', '.join(f'{k} {v:.1f}' for k, v in stages.items())
         runner.logger.info(f'dense probe at iteration {step}: {values}{best}; '
                            f'{seconds:.1f} s ({parts}), all probes '
