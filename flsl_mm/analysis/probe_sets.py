@@ -214,9 +214,11 @@ def demo_probe_set(data_root: str, max_train: int | None = None,
                             '(tools/misc/make_demo_data.py writes one)')
     with open(meta_path) as f:
         num_classes = len(json.load(f)['semantic_classes'])
+    # COCO boxes (the bbox probe) are in the images' pixels: not with short_side
     splits = [_split(_pairs_from_dirs(os.path.join(data_root, s, 'images'),
                                       os.path.join(data_root, s, 'semantic')),
                      cap, seed,
+                     None if short_side else
                      os.path.join(data_root, 'annotations', f'instances_{s}.json'))
               for s, cap in (('train', max_train), ('val', max_val))]
     return ProbeSet(f'demo data {data_root}', splits[0], splits[1], num_classes,

@@ -136,3 +136,13 @@ def test_bad_probe_sets_name_the_file(tmp_path):
         build_probe_set(dict(type='ade', data_root=str(root)))
     with pytest.raises(ProbeSetError, match=r"unknown argument\(s\) \['max_imgs'\]"):
         build_probe_set(dict(type='ade20k', data_root=str(root), max_imgs=3))
+
+
+def test_demo_boxes_only_at_the_images_own_size(demo_root):
+    """The bbox probe's COCO boxes are in image pixels: a scaled demo set has none
+    (DenseProbeHook then refuses probes=('bbox',))."""
+    plain = build_probe_set(dict(type='demo', data_root=str(demo_root)))
+    assert plain.train.ann_file.endswith('instances_train.json')
+    assert plain.num_classes == 6 and len(plain.train.images) == 16
+    scaled = build_probe_set(dict(type='demo', data_root=str(demo_root), short_side=64))
+    assert scaled.train.ann_file is None and scaled.val.ann_file is None
