@@ -101,15 +101,8 @@ def test_hook_equals_the_dense_probe_tool_on_the_checkpoint(runs, repo_root,
 
 def test_a_bad_probe_set_stops_the_run_before_the_first_iteration(
         repo_root, demo_root, tmp_path):
-    missing = tmp_path / 'ADEChallengeData2016'
-    proc = train(repo_root, tmp_path / 'w1', demo_root,
-                 'custom_hooks.0.probe_set.type=ade20k',
-                 f'custom_hooks.0.probe_set.data_root={missing}')
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0
-    assert f'{missing}: ADE20K data_root folder not found' in out
-    assert 'Epoch(train)' not in out and not list((tmp_path / 'w1').glob('*.pth'))
-    # a class id out of range: the label PNG is named
+    """A missing folder, and a class id out of range: tools/train.py stops before
+    its first iteration, names the path, writes no checkpoint."""
     from PIL import Image
     root = tmp_path / 'ade'
     for split in ('training', 'validation'):
@@ -120,13 +113,17 @@ def test_a_bad_probe_set_stops_the_run_before_the_first_iteration(
             Image.fromarray(np.full((32, 48), 3 + 200 * (split == 'validation'),
                                     np.uint8)).save(
                 root / 'annotations' / split / f'{i}.png')
-    proc = train(repo_root, tmp_path / 'w2', demo_root,
-                 'custom_hooks.0.probe_set.type=ade20k',
-                 f'custom_hooks.0.probe_set.data_root={root}')
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0
-    assert f'{root}/annotations/validation/0.png: class id 203 out of range' in out
-    assert 'Epoch(train)' not in out
+    missing = tmp_path / 'ADEChallengeData2016'
+    cases = [(missing, f'{missing}: ADE20K data_root folder not found'),
+             (root, f'{root}/annotations/validation/0.png: class id 203 out of range')]
+    for n, (data_root, message) in enumerate(cases):
+        proc = train(repo_root, tmp_path / f'w{n}', demo_root,
+                     'custom_hooks.0.probe_set.type=ade20k',
+                     f'custom_hooks.0.probe_set.data_root={data_root}')
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0 and message in out
+        assert 'Epoch(train)' not in out
+        assert not list((tmp_path / f'w{n}').glob('*.pth'))
 
 
 def test_hook_arguments_are_checked():
