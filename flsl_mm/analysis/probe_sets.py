@@ -170,10 +170,10 @@ def _need_dir(path: str, what: str) -> str:
     return path
 
 
-def _pairs_from_dirs(img_dir: str, label_dir: str, label_suffix: str = '.png',
-                     strip: str = '') -> list[tuple[str, str]]:
+def _pairs_from_dirs(img_dir: str, label_dir: str, label_suffix: str = '.png'
+                     ) -> list[tuple[str, str]]:
     """(image, label) of every image in ``img_dir`` (sorted); the label is
-    ``<stem minus strip><label_suffix>`` in ``label_dir``."""
+    ``<image stem><label_suffix>`` in ``label_dir``."""
     _need_dir(img_dir, 'image')
     _need_dir(label_dir, 'label')
     names = sorted(n for n in os.listdir(img_dir) if n.lower().endswith(IMAGE_SUFFIXES))
@@ -182,8 +182,6 @@ def _pairs_from_dirs(img_dir: str, label_dir: str, label_suffix: str = '.png',
     pairs = []
     for n in names:
         stem = os.path.splitext(n)[0]
-        if strip and stem.endswith(strip):
-            stem = stem[:-len(strip)]
         pairs.append((os.path.join(img_dir, n),
                       os.path.join(label_dir, stem + label_suffix)))
     return pairs
