@@ -1,5 +1,18 @@
-"""Detection ops on devices for which mmcv has no kernels: nms and RoIAlign through
-``torchvision.ops``.
+"""Detection ops where mmcv has no kernels: nms and RoIAlign through
+``torchvision.ops``, and the stand-in for mmcv's compiled extension.
+
+Two situations (``docs/install.md``, ``docs/compat.md``):
+
+* **mmcv without compiled ops** (the default install: PyPI's ``mmcv-lite``): there
+  is no ``mmcv._ext``. :func:`install_mmcv_ext_standin` puts a finder at the end
+  of ``sys.meta_path`` that answers ``mmcv._ext`` with
+  :mod:`flsl_mm.mmcv_ext_standin` (a real module with a spec, so mmengine's
+  ``mmcv_full_available()`` and ``pkgutil.find_loader`` work): nms and RoIAlign
+  through torchvision, every other kernel a clear error. A compiled ``mmcv._ext``
+  is always found first (the finder is consulted last).
+* **compiled mmcv** without kernels for a device (an mmcv built without CUDA
+  on a GPU machine): the dispatcher below sends that device's nms / RoIAlign to
+  torchvision.
 
 mmdet's Mask R-CNN / Faster R-CNN call ``mmcv.ops.nms`` / ``batched_nms`` (RPN,
 test-time NMS), ``mmcv.ops.RoIAlign`` (RoI extractors) and ``mmcv.ops.roi_align``
@@ -26,18 +39,69 @@ decreasing score order, tied scores visited in mmcv's order, ``offset=1`` boxes 
 ``aligned=True`` half-pixel shift, ``sampling_ratio=0`` adaptive grid, ``avg``
 pooling (torchvision has no ``max`` mode: refused with a message).
 
-This file imports only torch, torchvision and mmcv so that ``tools/install.py``
-can load it on its own to report the ops path.
 """
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
 import os
+import sys
 
 import torch
 
 OPS_ENV = 'FLSL_MM_OPS'
 OPS_CHOICES = ('auto', 'mmcv', 'torchvision')
 PATCHED_MODULES = ('mmcv.ops.nms', 'mmcv.ops.roi_align')
+EXT_NAME = 'mmcv._ext'
+STANDIN_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                            'mmcv_ext_standin.py')
+COMPILED_MMCV_HOW = ('compiled mmcv: `bash tools/install.sh --mmcv compiled` builds '
+                     'mmcv 2.1.0 with its ops (a C++20 compiler, ~13 min on 2 '
+                     'cores; docs/install.md "Compiled mmcv")')
+
+
+class MissingCompiledOpError(NotImplementedError):
+    """An mmcv kernel that only compiled mmcv has, called with the stand-in."""
+
+    def __init__(self, op: str) -> None:
+        self.op = op
+        super().__init__(
+            f'mmcv op {op!r} needs mmcv\'s compiled extension (mmcv._ext), which '
+            'this environment does not have: mmcv is installed without compiled ops '
+            'and flsl_mm\'s stand-in implements only nms, roi_align_forward and '
+            f'roi_align_backward (through torchvision). For {op!r}, install '
+            + COMPILED_MMCV_HOW)
+
+
+class _StandinFinder(importlib.abc.MetaPathFinder):
+    """Answers ``mmcv._ext`` with :mod:`flsl_mm.mmcv_ext_standin`; placed last on
+    ``sys.meta_path`` so that a compiled extension is found before it."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != EXT_NAME:
+            return None
+        return importlib.util.spec_from_file_location(EXT_NAME, STANDIN_FILE)
+
+
+def install_mmcv_ext_standin() -> None:
+    """Make ``import mmcv._ext`` work where mmcv has no compiled ops (idempotent).
+    Must run before ``mmcv.ops`` is imported; ``import flsl_mm`` does it."""
+    if not any(isinstance(f, _StandinFinder) for f in sys.meta_path):
+        sys.meta_path.append(_StandinFinder())
+
+
+def mmcv_ops_kind() -> str:
+    """``'compiled'`` (mmcv's own ``_ext``), ``'stand-in'`` (flsl_mm's) or
+    ``'none'`` (mmcv not importable)."""
+    try:
+        spec = importlib.util.find_spec(EXT_NAME)
+    except (ImportError, ValueError):
+        return 'none'
+    if spec is None:
+        return 'none'
+    if spec.origin and os.path.abspath(spec.origin) == STANDIN_FILE:
+        return 'stand-in'
+    return 'compiled'
 
 _mode: str | None = None
 
@@ -80,7 +144,10 @@ def mmcv_compiled_cuda() -> str | None:
 
 
 def mmcv_has_kernels(device_type: str) -> bool:
-    """Whether mmcv's compiled ops have kernels for ``device_type``."""
+    """Whether mmcv's *compiled* ops have kernels for ``device_type`` (never with
+    the stand-in)."""
+    if mmcv_ops_kind() != 'compiled':
+        return False
     if device_type == 'cpu':
         try:
             from mmcv.utils import ext_loader
@@ -112,17 +179,28 @@ def describe_ops(devices: list[str] | None = None, mode: str | None = None) -> s
     mode = mode or ops_mode()
     if devices is None:
         devices = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
+    kind = mmcv_ops_kind()
     parts = []
     for device in devices:
         backend = ops_backend(device, mode)
-        if mode == 'auto':
-            why = ('mmcv has kernels' if backend == 'mmcv' else
-                   'mmcv has no kernels for it')
-        else:
+        if mode != 'auto':
             why = f'forced by {OPS_ENV}'
+        elif backend == 'mmcv':
+            why = 'compiled mmcv has kernels'
+        elif kind == 'stand-in':
+            why = 'stand-in, torchvision kernels'
+        else:
+            why = 'compiled mmcv has no kernels for it'
         parts.append(f'{device} -> {backend} ({why})')
-    cuda = mmcv_compiled_cuda()
-    built = f'mmcv ops built with CUDA {cuda}' if cuda else 'mmcv ops built without CUDA'
+    if kind == 'stand-in':
+        built = ('mmcv without compiled ops: flsl_mm stand-in for mmcv._ext, '
+                 'nms and RoIAlign only')
+    elif kind == 'compiled':
+        cuda = mmcv_compiled_cuda()
+        built = ('compiled mmcv ops, built with CUDA ' + cuda if cuda else
+                 'compiled mmcv ops, built without CUDA')
+    else:
+        built = 'mmcv not importable'
     return f'flsl_mm ops ({OPS_ENV}={mode}; {built}): nms, RoIAlign: ' + '; '.join(parts)
 
 
@@ -130,6 +208,11 @@ def check_ops_for_device(device_type: str) -> None:
     """Refuse before training what would fail at the first detection iteration:
     ``FLSL_MM_OPS=mmcv`` on a device mmcv has no kernels for."""
     if ops_mode() == 'mmcv' and not mmcv_has_kernels(device_type):
+        if mmcv_ops_kind() == 'stand-in':
+            raise RuntimeError(
+                f'{OPS_ENV}=mmcv, but mmcv is installed without compiled ops '
+                f'({describe_ops([device_type])}): unset {OPS_ENV} (auto uses '
+                'torchvision\'s kernels) or install ' + COMPILED_MMCV_HOW)
         raise RuntimeError(
             f'{OPS_ENV}=mmcv, but mmcv has no {device_type} kernels for nms / '
             f'RoIAlign ({describe_ops([device_type])}): unset {OPS_ENV} (auto uses '
@@ -226,10 +309,11 @@ class OpsDispatcher:
 
 
 def apply() -> bool:
-    """Put the dispatcher in front of mmcv's nms / roi_align kernels (idempotent).
-    Validates ``FLSL_MM_OPS``. Returns False when mmcv's ops are not importable
-    (nothing to dispatch)."""
+    """Install the ``mmcv._ext`` stand-in's finder, then put the dispatcher in front
+    of mmcv's nms / roi_align kernels (idempotent). Validates ``FLSL_MM_OPS``.
+    Returns False when mmcv's ops are not importable (nothing to dispatch)."""
     read_ops_mode()
+    install_mmcv_ext_standin()
     import importlib
     try:
         modules = [importlib.import_module(name) for name in PATCHED_MODULES]

@@ -1,7 +1,8 @@
-"""The install script: its plan on a ready machine, the mmcv build environment
-(checked for real in throw-away venvs), the wheel checks and the cache, --check and
---dry-run in a fresh venv. Nothing is rebuilt here."""
-import importlib.util
+"""The installer (tools/installer): its plan on a ready machine, the torch and mmcv
+decisions, --check and --dry-run in a fresh venv; the optional compiled-mmcv
+build: its environment (checked for real in throw-away venvs), the wheel checks
+and the cache. Nothing is rebuilt here; installs from a bundle:
+test_install_bundle.py."""
 import os
 import subprocess
 import sys
@@ -44,13 +45,30 @@ def fake_nvcc(folder, release: str):
 
 
 @pytest.fixture(scope='module')
-def install(repo_root):
-    spec = importlib.util.spec_from_file_location('flsl_install',
-                                                  repo_root / 'tools' / 'install.py')
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules['flsl_install'] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
+def installer(repo_root):
+    """The ``tools/installer`` package, imported as tools/install.py does."""
+    sys.path.insert(0, str(repo_root / 'tools'))
+    try:
+        import installer
+        from installer import cli, mmcv_build, pins, probe  # noqa: F401
+    finally:
+        sys.path.remove(str(repo_root / 'tools'))
+    return installer
+
+
+@pytest.fixture(scope='module')
+def install(installer):
+    """The compiled-mmcv build module (the old install script's build steps)."""
+    return installer.mmcv_build
+
+
+@pytest.fixture()
+def no_pip_changes(install, monkeypatch):
+    """ensure_mmcv without touching this environment: pip calls are recorded."""
+    calls = []
+    monkeypatch.setattr(install, 'pip_install', lambda *a: calls.append(a))
+    monkeypatch.setattr(install, 'pip_uninstall', lambda *a: calls.append(a))
+    return calls
 
 
 @pytest.fixture()
@@ -63,33 +81,37 @@ def cpu_flavour(install):
     return install.BuildFlavour(False, 'test')
 
 
-def test_ready_environment_skips_every_step(install):
-    steps = install.plan()
-    assert [s.action for s in steps] == ['skip'] * 5, steps
+def test_ready_environment_skips_every_step(installer):
+    steps = installer.cli.plan('lite')
+    actions = {s.name.split(' ')[0]: s.action for s in steps}
+    assert actions == {'bootstrap': 'skip', 'torch': 'keep', 'stack': 'skip',
+                       'mmcv': 'skip', 'flsl_mm': 'skip'}, steps
 
 
 def test_second_run_is_a_no_op(repo_root):
     proc = subprocess.run(['bash', 'tools/install.sh', '--check'], cwd=repo_root,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHON=sys.executable))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    # the check says which ops path each device takes
-    assert 'flsl_mm ops (FLSL_MM_OPS=auto' in proc.stdout
-    assert 'cpu -> mmcv (mmcv has kernels)' in proc.stdout
+    assert 'torch                  -> keep  kept: torch ' in proc.stdout
+    # the check says which ops path each device takes, and from which mmcv
+    from flsl_mm import compat_ops
+    assert compat_ops.describe_ops() in proc.stdout
+    if compat_ops.mmcv_ops_kind() == 'stand-in':
+        assert 'flsl_mm stand-in for mmcv._ext' in proc.stdout
+        assert 'mmcv has kernels' not in proc.stdout
 
 
-def test_mmcv_decision(install, monkeypatch, tmp_path):
+def test_cached_compiled_wheel_is_found(install, monkeypatch, tmp_path):
     monkeypatch.setenv('FLSL_MM_CACHE', str(tmp_path))
-    monkeypatch.setattr(install, 'mmcv_ops_ready', lambda *a: False)
-    step = install.plan()[2]
-    assert step.action == 'build-wheel'
-    cache = install.wheel_cache_dir()
+    flavour = install.BuildFlavour(False, 'test')
+    cache = install.wheel_cache_dir(flavour)
+    assert install.cached_mmcv_wheel(cache) is None
     cache.mkdir(parents=True)
     (cache / 'mmcv-2.1.0-cp311-cp311-linux_x86_64.whl').write_bytes(b'')
     # a half-copied wheel is never picked up
     (cache / 'mmcv-2.1.0-cp311-cp311-linux_x86_64.whl.partial').write_bytes(b'')
-    step = install.plan()[2]
-    assert step.action == 'install-cached-wheel'
-    assert step.detail.endswith('.whl')
+    assert install.cached_mmcv_wheel(cache).name.endswith('linux_x86_64.whl')
 
 
 def test_mmcv_ops_probe_detects_missing_ops(install, tmp_path):
@@ -102,7 +124,10 @@ def test_mmcv_ops_probe_detects_missing_ops(install, tmp_path):
     script.write_text(f'#!/bin/sh\nPYTHONPATH={tmp_path} exec {sys.executable} "$@"\n')
     script.chmod(0o755)
     assert install.mmcv_ops_ready(str(script)) is False
-    assert install.mmcv_ops_ready(sys.executable) is True
+    # this environment: true only with compiled mmcv (never for the stand-in)
+    from flsl_mm import compat_ops
+    assert install.mmcv_ops_ready(sys.executable) is (
+        compat_ops.mmcv_ops_kind() == 'compiled')
 
 
 def test_patch_mmcv_setup(install, tmp_path):
@@ -143,7 +168,7 @@ def test_wheel_problems_are_found(install, tmp_path):
 
 
 def test_pure_python_wheel_is_refused_and_never_cached(install, monkeypatch,
-                                                       tmp_path):
+                                                       tmp_path, no_pip_changes):
     """A bad cached wheel is discarded (not left for the user to delete); a bad
     fresh build fails loudly and leaves the cache empty."""
     monkeypatch.setenv('FLSL_MM_CACHE', str(tmp_path / 'cache'))
@@ -151,10 +176,9 @@ def test_pure_python_wheel_is_refused_and_never_cached(install, monkeypatch,
     cache.mkdir(parents=True)
     stale = fake_wheel(cache / 'mmcv-2.1.0-py2.py3-none-any.whl', with_ext=False)
     built = fake_wheel(tmp_path / 'mmcv-2.1.0-py2.py3-none-any.whl', with_ext=False)
-    calls = []
+    calls = no_pip_changes
     monkeypatch.setattr(install, 'build_mmcv_wheel',
                         lambda work, constraints, flavour: calls.append(work) or built)
-    monkeypatch.setattr(install, 'pip_install', lambda *a: calls.append(a))
     with pytest.raises(install.InstallError, match='pure-Python.*not cached'):
         install.ensure_mmcv(tmp_path / 'constraints.txt', tmp_path)
     assert not stale.exists()  # discarded, and a rebuild was tried
@@ -162,12 +186,12 @@ def test_pure_python_wheel_is_refused_and_never_cached(install, monkeypatch,
     assert list(cache.iterdir()) == []
 
 
-def test_good_build_is_cached_only_after_the_ops_probe(install, monkeypatch, tmp_path):
+def test_good_build_is_cached_only_after_the_ops_probe(install, monkeypatch, tmp_path,
+                                                       no_pip_changes):
     monkeypatch.setenv('FLSL_MM_CACHE', str(tmp_path / 'cache'))
     built = fake_wheel(tmp_path / f'mmcv-2.1.0-{PY_TAG}-{PY_TAG}-linux_x86_64.whl')
     monkeypatch.setattr(install, 'build_mmcv_wheel',
                         lambda work, constraints, flavour: built)
-    monkeypatch.setattr(install, 'pip_install', lambda *a: None)
     monkeypatch.setattr(install, '_mmcv_ops_error', lambda *a: 'No module named _ext')
     with pytest.raises(install.InstallError, match='_ext.*not cached'):
         install.ensure_mmcv(tmp_path / 'c.txt', tmp_path)
@@ -245,23 +269,24 @@ def test_dry_run_and_check_in_a_fresh_venv(fresh_venv, repo_root):
                          cwd=repo_root, capture_output=True, text=True, env=env,
                          timeout=120)
     assert dry.returncode == 0, dry.stdout + dry.stderr
-    plan = dry.stdout
-    boot = next(line for line in plan.splitlines() if 'bootstrap' in line)
-    assert '-> pip' in boot and boot.endswith('packaging')  # a fresh venv has none
-    assert 'base packages' in plan and 'torch==2.14.1' in plan
-    assert 'build-wheel' in plan or 'install-cached-wheel' in plan
+    plan = {line.split('->')[0].split(']')[1].strip().split(' ')[0]: line
+            for line in dry.stdout.splitlines() if '->' in line}
+    assert '-> install  none importable: install torch 2.14.1' in plan['torch']
+    assert '-> pip' in plan['stack'] and 'mmdet==3.3.0' in plan['stack']
+    assert '-> pip  mmcv-lite 2.1.0 (no compiled ops' in plan['mmcv']
+    assert '-> pip' in plan['flsl_mm']
     check = subprocess.run([str(fresh_venv), 'tools/install.py', '--check'],
                            cwd=repo_root, capture_output=True, text=True, env=env,
                            timeout=120)
     assert check.returncode == 1, check.stdout + check.stderr
-    assert 'not ready: base packages' in check.stdout
+    assert 'stack                  -> pip' in check.stdout
     assert sorted(os.listdir(site_packages(fresh_venv))) == before  # changed nothing
 
 
-def test_unsupported_python_is_refused_with_the_next_step(install):
-    with pytest.raises(install.InstallError, match='python3.11 -m venv'):
-        install.check_python((3, 9, 0))
-    install.check_python((3, 11, 7))
+def test_unsupported_python_is_refused_with_the_next_step(installer):
+    with pytest.raises(installer.common.InstallError, match='python3.11 -m venv'):
+        installer.probe.check_python((3, 9, 0))
+    installer.probe.check_python((3, 11, 7))
 
 
 GPU = dict(available=True, cuda='13.0', capabilities=['9.0'])
@@ -382,9 +407,144 @@ def test_build_failure_names_its_cause(install, tmp_path):
     script = tmp_path / 'build.sh'
     script.write_text(f"cat <<'EOF'\n{CUDA_HOME_LOG}EOF\nexit 1\n")
     with pytest.raises(install.InstallError) as err:
-        install._run(['bash', str(script)], 'building mmcv 2.1.0',
+        install.run(['bash', str(script)], 'building mmcv 2.1.0',
                      logfile=tmp_path / 'build.log',
                      diagnose=install.diagnose_build_log)
     message = str(err.value)
     assert 'Cause (from the log): CUDA_HOME is not set' in message
     assert 'FORCE_CUDA=0' in message
+
+
+# ------------------------------------------------------------ torch, mmcv, pins
+def torch_info(installer, **kw):
+    base = dict(version='2.14.1+cu130', file='/x/torch/__init__.py', cuda='13.0',
+                torchvision='0.29.1+cu130')
+    base.update(kw)
+    return installer.probe.TorchInfo(**base)
+
+
+def test_the_environments_torch_is_kept_or_refused(installer):
+    decide = installer.cli.decide_torch
+    error = installer.common.InstallError
+    assert decide(installer.probe.TorchInfo()).action == 'install'
+    kept = decide(torch_info(installer, version='2.11.0+cu128',
+                             torchvision='0.26.0+cu128'))
+    assert kept.action == 'keep' and 'kept: torch 2.11.0+cu128' in kept.describe()
+    assert decide(torch_info(installer)).action == 'keep'
+    with pytest.raises(error, match=r'torch 2\.10\.1 .* older than the oldest '
+                                    r'supported, 2\.11.*never replaces'):
+        decide(torch_info(installer, version='2.10.1', torchvision='0.25.1'))
+    with pytest.raises(error, match=r'torchvision is not.*torchvision==0\.29\.\*'):
+        decide(torch_info(installer, torchvision=None))
+    with pytest.raises(error, match=r'torchvision 0\.28\.0 does not belong to torch '
+                                    r'2\.14\.1.*0\.29\.x'):
+        decide(torch_info(installer, torchvision='0.28.0'))
+    with pytest.raises(error, match='does not import'):
+        decide(installer.probe.TorchInfo(error='ImportError: libcudart.so.12'))
+
+
+def test_pins(installer):
+    pins = installer.pins
+    assert pins.torchvision_for('2.14.1') == '0.29'
+    assert pins.torchvision_for('2.11.0+cu128') == '0.26'
+    assert pins.torch_supported('2.11.0') and not pins.torch_supported('2.10.9')
+    assert installer.common.version_tuple('2.11.0a0+git1234') == (2, 11, 0)
+    req = installer.common.requirement_class()
+    edit = pins.edit_requirement
+    assert edit(req('opencv-python>=3'), have_opencv=False) == \
+        'opencv-python-headless>=3'
+    assert edit(req('opencv-python >=3'), have_opencv=True) is None
+    for dropped in ('torch', 'torchvision>=0.8', 'mmcv<2.2.0', 'mmengine>=0.3.0'):
+        assert edit(req(dropped), have_opencv=False) is None
+    assert edit(req('numpy'), have_opencv=False) == 'numpy'
+
+
+def test_mmcv_decision(installer, monkeypatch):
+    cli, probe = installer.cli, installer.probe
+    monkeypatch.setattr(probe, 'mmcv_installed', lambda: None)
+    lite = cli.decide_mmcv('lite')
+    assert lite.install_dist == 'mmcv-lite' and not lite.build
+    assert cli.decide_mmcv('compiled').build
+    monkeypatch.setattr(probe, 'mmcv_installed', lambda: ('mmcv-lite', '2.1.0'))
+    monkeypatch.setattr(probe, 'mmcv_compiled', lambda *a: False)
+    kept = cli.decide_mmcv('lite')
+    assert kept.install_dist is None and not kept.build and 'kept' in kept.detail
+    assert cli.decide_mmcv('compiled').build  # lite is replaced by a build
+    monkeypatch.setattr(probe, 'mmcv_installed', lambda: ('mmcv', '2.1.0'))
+    monkeypatch.setattr(probe, 'mmcv_compiled', lambda *a: True)
+    for mode in ('lite', 'compiled'):  # a compiled mmcv is kept either way
+        d = cli.decide_mmcv(mode)
+        assert d.install_dist is None and not d.build and 'compiled' in d.detail
+    monkeypatch.setattr(probe, 'mmcv_installed', lambda: ('mmcv', '2.2.0'))
+    with pytest.raises(installer.common.InstallError, match='pip uninstall mmcv'):
+        cli.decide_mmcv('lite')
+    monkeypatch.setattr(probe, 'mmcv_installed', lambda: ('mmcv-lite', '2.0.1'))
+    assert cli.decide_mmcv('lite').install_dist == 'mmcv-lite'
+    with pytest.raises(installer.common.InstallError, match='lite .* or compiled'):
+        cli.mmcv_mode('fast')
+
+
+def test_have_file_is_read_as_pins(installer, tmp_path):
+    freeze = tmp_path / 'freeze.txt'
+    freeze.write_text('numpy==1.26.4\nOpenCV_Python_Headless==4.10.0.84\n'
+                      '-e git+https://x/y#egg=z\nfoo @ file:///tmp/foo.whl\n'
+                      '# comment\ntorch==2.11.0+cu128\n')
+    assert installer.cli.read_have(str(freeze)) == {
+        'numpy': '1.26.4', 'opencv-python-headless': '4.10.0.84',
+        'torch': '2.11.0+cu128'}
+    with pytest.raises(installer.common.InstallError, match='--have'):
+        installer.cli.read_have(str(tmp_path / 'missing.txt'))
+
+
+def test_bundle_checks_name_the_file(installer, tmp_path):
+    bundle = installer.bundle
+    error = installer.common.InstallError
+    with pytest.raises(error, match='no such folder'):
+        bundle.read_manifest(tmp_path / 'nope')
+    with pytest.raises(error, match='has no flsl_mm_bundle.json'):
+        bundle.read_manifest(tmp_path)
+    wheel = tmp_path / 'a-1.0-py3-none-any.whl'
+    wheel.write_bytes(b'wheel bytes')
+    py = f'{sys.version_info.major}.{sys.version_info.minor}'
+    entry = dict(name='a', version='1.0', file=wheel.name,
+                 sha256=bundle.sha256_of(wheel), size=11, role='stack')
+    manifest = dict(format=1, target=dict(python=py, torch='excluded'),
+                    packages=[entry], total_size=11)
+    assert [e.name for e in bundle.check_bundle(tmp_path, manifest)] == ['a']
+    wheel.write_bytes(b'wheel byte')  # truncated copy
+    with pytest.raises(error, match=f'{wheel.name}: sha256 .*(truncated or altered copy)'):
+        bundle.check_bundle(tmp_path, manifest)
+    wheel.unlink()
+    with pytest.raises(error, match='missing: copy the whole folder'):
+        bundle.check_bundle(tmp_path, manifest)
+    with pytest.raises(error, match='made for Python 3.99'):
+        bundle.check_bundle(tmp_path, dict(manifest, target=dict(python='3.99')))
+    (tmp_path / 'flsl_mm_bundle.json').write_text('{"format": 0}')
+    with pytest.raises(error, match='format 0'):
+        bundle.read_manifest(tmp_path)
+
+
+def test_offline_selection_keeps_torch_numpy_opencv(installer):
+    entry = installer.bundle.Entry
+    entries = [entry('torch', '2.14.1', 't.whl', 'x', 1, 'torch'),
+               entry('nvidia-nccl-cu13', '2.30.7', 'n.whl', 'x', 1, 'torch'),
+               entry('numpy', '2.4.6', 'np.whl', 'x', 1, 'stack'),
+               entry('opencv-python-headless', '5.1.0.95', 'cv.whl', 'x', 1, 'stack'),
+               entry('mmcv-lite', '2.1.0', 'm.whl', 'x', 1, 'stack'),
+               entry('mmdet', '3.3.0', 'd.whl', 'x', 1, 'stack'),
+               entry('six', '1.17.0', 's.whl', 'x', 1, 'stack')]
+    installed = {'six': '1.17.0'}.get
+    chosen, skipped = installer.bundle.offline_selection(
+        entries, keep_torch=True, protected={'numpy': '1.26.4',
+                                             'opencv-python': '4.10.0.84'},
+        mmcv_keep=False, installed=installed)
+    assert [e.name for e in chosen] == ['mmcv-lite', 'mmdet']
+    assert any('numpy (installed 1.26.4 is kept)' in s for s in skipped)
+    # one OpenCV installed: no second one (both own cv2/)
+    assert any('opencv-python-headless (installed opencv-python 4.10.0.84 is kept)'
+               in s for s in skipped)
+    assert sum('torch is kept' in s for s in skipped) == 2
+    chosen, _ = installer.bundle.offline_selection(
+        entries, keep_torch=False, protected={}, mmcv_keep=True, installed=installed)
+    assert [e.name for e in chosen] == ['torch', 'nvidia-nccl-cu13', 'numpy',
+                                        'opencv-python-headless', 'mmdet']

@@ -9,8 +9,9 @@ how much memory.
 Checks (each one's real entry point: ``tools/train.py`` on a written config, in a
 subprocess of its own, on generated data in ``--out-dir``):
 
-1. ``ops``: nms / batched_nms / RoIAlign / roi_align: mmcv or torchvision on the
-   device (``FLSL_MM_OPS``), and the device's results against mmcv's CPU kernels.
+1. ``ops``: nms / batched_nms / RoIAlign / roi_align: compiled mmcv or flsl_mm's
+   stand-in, mmcv or torchvision kernels on the device (``FLSL_MM_OPS``), and the
+   device's results against those recorded from compiled mmcv's CPU kernels.
 2. ``views``: the loader feed of one GPU with the node's cores (CPU count / GPU
    count workers): normalised FLSL view batches per second, views made by the
    workers with PIL (the published configs) vs on the GPU (the ``-gpuaug``
@@ -137,56 +138,53 @@ def summarise_log(work: Path, output: str) -> dict:
 
 
 # ------------------------------------------------------------------ the checks
+MMCV_RECORD = (Path(__file__).resolve().parents[2] / 'tests' / 'data' / 'mmcv_kernels'
+               / 'mmcv_2.1.0_cpu_kernels.pt')
+
+
 def check_ops(device: str, quick: bool) -> dict:
-    """Who runs each op on ``device``; its results against mmcv's CPU kernels."""
+    """Who runs each op on ``device`` (compiled mmcv or flsl_mm's stand-in, mmcv
+    or torchvision kernels), and its results against those recorded from mmcv
+    2.1.0's compiled CPU kernels (``tests/data/mmcv_kernels``)."""
     import importlib
 
     import torch
     from mmcv import ops
 
     from flsl_mm import compat_ops
-    result = dict(mode=compat_ops.ops_mode(),
+    result = dict(mode=compat_ops.ops_mode(), mmcv_ops=compat_ops.mmcv_ops_kind(),
                   mmcv_cuda=compat_ops.mmcv_compiled_cuda(),
                   backend=compat_ops.ops_backend(device))
     result['paths'] = {op: result['backend'] for op in
                        ('nms', 'batched_nms', 'RoIAlign', 'roi_align')}
-    g = torch.Generator().manual_seed(0)
-    n = 200 if quick else 2000
-    xy = torch.rand(n, 2, generator=g) * 200
-    boxes = torch.cat([xy, xy + torch.rand(n, 2, generator=g) * 60 + 1], 1)
-    scores = torch.randperm(n, generator=g).float() / n
-    labels = torch.randint(0, 10, (n,), generator=g)
-    feats = torch.randn(2, 16, 32, 40, generator=g)
-    rois = torch.cat([torch.randint(0, 2, (64, 1), generator=g).float(),
-                      boxes[:64] * 0.5], 1)
+    record = torch.load(MMCV_RECORD, weights_only=True)
+    cases = record['nms'][::4] if quick else record['nms']
+    result['nms_cases'] = len(cases)
+    result['nms_same_indices'] = all(
+        torch.equal(ops.nms(c['boxes'].to(device), c['scores'].to(device), c['iou'],
+                            offset=c['offset'])[1].cpu(), c['keep']) for c in cases)
+    w = record['nms_wrappers']
+    bkeep = ops.batched_nms(w['boxes'].to(device), w['scores'].to(device),
+                            w['labels'].to(device),
+                            dict(type='nms', iou_threshold=0.5))[1].cpu()
+    result['batched_nms_same_indices'] = bool(torch.equal(bkeep, w['batched'][1]))
+    diff = grad_diff = 0.0
+    for c in record['roi_align']:
+        x = c['feats'].to(device).requires_grad_(True)
+        y = ops.roi_align(x, c['rois'].to(device), (7, 7), 1.0 / c['stride'],
+                          c['sampling_ratio'], 'avg', c['aligned'])
+        (y * c['grad_out'].to(device)).sum().backward()
+        diff = max(diff, float((y.detach().cpu() - c['out']).abs().max()))
+        grad_diff = max(grad_diff, float((x.grad.cpu() - c['grad']).abs().max()))
+    result['roi_align_max_abs_diff'] = diff
+    result['roi_align_grad_max_abs_diff'] = grad_diff
     nms_module = importlib.import_module('mmcv.ops.nms')
-
-    def run(dev: str):
-        keep = ops.nms(boxes.to(dev), scores.to(dev), 0.5)[1].cpu()
-        bkeep = ops.batched_nms(boxes.to(dev), scores.to(dev), labels.to(dev),
-                                dict(type='nms', iou_threshold=0.6))[1].cpu()
-        x = feats.to(dev).requires_grad_(True)
-        y = ops.RoIAlign(7, spatial_scale=0.25, sampling_ratio=0)(x, rois.to(dev))
-        y.square().sum().backward()
-        return keep, bkeep, y.detach().cpu(), x.grad.cpu()
-
-    previous = compat_ops._mode
-    compat_ops.set_ops_mode('mmcv')
-    try:
-        want = run('cpu')  # mmcv's CPU kernels: the reference
-    finally:
-        compat_ops.set_ops_mode(previous)
-    got = run(device)
-    result['nms_same_indices'] = bool(torch.equal(got[0], want[0]))
-    result['batched_nms_same_indices'] = bool(torch.equal(got[1], want[1]))
-    result['roi_align_max_abs_diff'] = float((got[2] - want[2]).abs().max())
-    result['roi_align_grad_max_abs_diff'] = float((got[3] - want[3]).abs().max())
     assert isinstance(nms_module.ext_module, compat_ops.OpsDispatcher)
     ok = (result['nms_same_indices'] and result['batched_nms_same_indices']
-          and result['roi_align_max_abs_diff'] < 1e-4
-          and result['roi_align_grad_max_abs_diff'] < 1e-3)
+          and diff < 1e-4 and grad_diff < 1e-3)
     if not ok:
-        raise RuntimeError(f'ops on {device} differ from mmcv CPU: {result}')
+        raise RuntimeError(f'ops on {device} differ from compiled mmcv\'s CPU '
+                           f'kernels (recorded): {result}')
     return result
 
 
