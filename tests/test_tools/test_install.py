@@ -275,6 +275,12 @@ def test_dry_run_and_check_in_a_fresh_venv(fresh_venv, repo_root):
     assert '-> pip' in plan['stack'] and 'mmdet==3.3.0' in plan['stack']
     assert '-> pip  mmcv-lite 2.1.0 (no compiled ops' in plan['mmcv']
     assert '-> pip' in plan['flsl_mm']
+    compiled = subprocess.run(
+        [str(fresh_venv), 'tools/install.py', '--dry-run', '--mmcv', 'compiled'],
+        cwd=repo_root, capture_output=True, text=True, env=env, timeout=120)
+    assert compiled.returncode == 0, compiled.stdout + compiled.stderr
+    assert 'mmcv 2.1.0 (compiled)  -> build  compiled mmcv: built from source' in \
+        compiled.stdout
     check = subprocess.run([str(fresh_venv), 'tools/install.py', '--check'],
                            cwd=repo_root, capture_output=True, text=True, env=env,
                            timeout=120)

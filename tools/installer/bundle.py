@@ -64,8 +64,9 @@ def download(resolution: Resolution, target: Target, out: Path,
     if missing:
         log(f'downloading {len(missing)} wheel(s) into {out}')
         run([sys.executable, '-m', 'pip', 'download', '--no-deps', '--quiet',
-             '--disable-pip-version-check', '-d', str(out),
-             *[p.url for p in missing]], 'downloading the bundle', hint=PIP_HINT)
+             '--disable-pip-version-check', *target.pip_args(), '-d', str(out),
+             *[p.url for p in missing]], 'downloading the bundle', hint=PIP_HINT,
+            quiet=True)
     entries = []
     for pin in resolution.pins:
         path = out / wheel_name(pin)

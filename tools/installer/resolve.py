@@ -49,14 +49,19 @@ class Target:
             return f'{sys.version_info.major}.{sys.version_info.minor}'
         return self.python
 
-    def pip_args(self, scratch: Path) -> list[str]:
+    def pip_args(self, scratch: Path | None = None) -> list[str]:
+        """pip's options for this target (``scratch``: the ``--target`` folder
+        that ``pip install --dry-run`` wants with them; None for ``pip
+        download``)."""
         if not self.cross:
             return []
         args = ['--only-binary=:all:', '--implementation', 'cp',
                 '--python-version', self.python_tag]
         for platform in self.platforms or DEFAULT_PLATFORMS:
             args += ['--platform', platform]
-        return args + ['--target', str(scratch / 'unused-target')]
+        if scratch is not None:
+            args += ['--target', str(scratch / 'unused-target')]
+        return args
 
     def marker_environment(self, reported: dict) -> dict:
         env = dict(reported)
