@@ -11,32 +11,81 @@ import torch
 _APPLIED = False
 
 
-def _load_trusted(filename, map_location=None):
-    """``torch.load`` of a checkpoint the user asked for, pickles allowed."""
-    return torch.load(filename, map_location=map_location, weights_only=False)
+class _TorchWithSafeLoad:
+    """``torch`` as ``mmengine.runner.checkpoint`` sees it: ``load`` is
+    :func:`flsl_mm.checkpoints.safe_load.load_checkpoint_file`, everything else torch's."""
+
+    @staticmethod
+    def load(f, map_location=None, **kwargs):
+        from .checkpoints.safe_load import load_checkpoint_file
+        kwargs.pop('weights_only', None)
+        return load_checkpoint_file(f, map_location, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
 
 
-def _fix_mmengine_torch_load() -> None:
-    """mmengine 0.10.7 calls ``torch.load(f)`` without ``weights_only``.
+def load_url_safely(url, model_dir=None, map_location=None, progress=True,
+                    check_hash=False, file_name=None):
+    """mmengine's ``load_url`` (``http(s)://``, ``torchvision://``,
+    ``open-mmlab://``, ``mmcls://``): download once into torch's hub cache (rank 0
+    first), then :func:`flsl_mm.checkpoints.safe_load.load_checkpoint_file`."""
+    import os
+    import torch.distributed as dist
+    from torch.hub import download_url_to_file, get_dir
+    from urllib.parse import urlparse
 
-    Since torch 2.6 the default is ``weights_only=True``, which refuses the numpy
-    scalars / arrays and ``HistoryBuffer`` objects that mmengine itself writes into
-    every checkpoint (message hub, meta), so ``--resume`` and ``load_from`` break
-    with an ``UnpicklingError``. We re-register mmengine's local-file loader
-    (the scheme every path without a URL prefix goes through) with
-    ``weights_only=False`` -- mmengine's behaviour under torch < 2.6. URL
-    loaders are left alone: flsl_mm never downloads weights. Only files the
-    user names in a config or on the command line go through this loader;
-    treat checkpoints like code and load only trusted ones.
+    from .checkpoints.safe_load import load_checkpoint_file
+    model_dir = model_dir or os.path.join(get_dir(), 'checkpoints')
+    os.makedirs(model_dir, exist_ok=True)
+    cached = os.path.join(model_dir, file_name or os.path.basename(urlparse(url).path))
+
+    def fetch():
+        if not os.path.exists(cached):
+            download_url_to_file(url, cached, hash_prefix=None, progress=progress)
+    distributed = dist.is_available() and dist.is_initialized()
+    if not distributed or dist.get_rank() == 0:
+        fetch()
+    if distributed:
+        dist.barrier()
+        fetch()
+    return load_checkpoint_file(cached, map_location, name=f'{url} ({cached})')
+
+
+def _fix_mmengine_checkpoint_io() -> None:
+    """Checkpoints are loaded without running pickles, and written so that they
+    need none (``docs/checkpoints.md``).
+
+    mmengine 0.10.7 reads every checkpoint with ``torch.load`` -- without
+    ``weights_only``, i.e. a full pickle load under torch < 2.6, a refusal of its
+    own numpy / ``HistoryBuffer`` objects under torch >= 2.6 -- and through
+    ``torch.hub`` (``weights_only=False``) for URLs. Here:
+
+    * ``mmengine.runner.checkpoint`` sees a ``torch`` whose ``load`` is
+      :func:`flsl_mm.checkpoints.safe_load.load_checkpoint_file` (every scheme that
+      reads a file or a stream: local paths -- ``--resume``, ``load_from``,
+      ``init_cfg=dict(type='Pretrained')`` --, ``s3://``, ``pavi://``), and its
+      ``load_url`` is :func:`load_url_safely` (``http(s)://`` and the schemes
+      built on it);
+    * the ``save_checkpoint`` the Runner calls first replaces numpy objects and
+      ``HistoryBuffer`` s by plain data (:mod:`flsl_mm.checkpoints.plain_format`).
     """
-    from mmengine.runner.checkpoint import CheckpointLoader
+    from mmengine.runner import checkpoint as ckpt_module
+    from mmengine.runner import runner as runner_module
 
-    @CheckpointLoader.register_scheme(prefixes='', force=True)
-    def load_from_local(filename, map_location):  # noqa: F811
-        filename = osp.expanduser(filename)
-        if not osp.isfile(filename):
-            raise FileNotFoundError(f'{filename} can not be found.')
-        return _load_trusted(filename, map_location)
+    from .checkpoints.plain_format import plain_checkpoint
+    if isinstance(ckpt_module.torch, _TorchWithSafeLoad):
+        return
+    ckpt_module.torch = _TorchWithSafeLoad()
+    ckpt_module.load_url = load_url_safely
+    original_save = ckpt_module.save_checkpoint
+
+    def save_checkpoint(checkpoint, filename, *args, **kwargs):
+        return original_save(plain_checkpoint(checkpoint), filename, *args, **kwargs)
+
+    save_checkpoint.__doc__ = original_save.__doc__
+    ckpt_module.save_checkpoint = save_checkpoint
+    runner_module.save_checkpoint = save_checkpoint
 
 
 def _fix_mmengine_init_dist_without_cuda() -> None:
@@ -100,7 +149,7 @@ def apply() -> None:
     global _APPLIED
     if _APPLIED:
         return
-    _fix_mmengine_torch_load()
+    _fix_mmengine_checkpoint_io()
     _fix_mmengine_init_dist_without_cuda()
     # nms / RoIAlign through torchvision where mmcv has no kernels for the device
     from . import compat_ops

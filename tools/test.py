@@ -27,6 +27,8 @@ def parse_args(argv=None):
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    from flsl_mm.checkpoints.safe_load import add_trust_argument
+    add_trust_argument(parser)
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
@@ -43,6 +45,12 @@ def main(argv=None):
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    from flsl_mm.checkpoints.safe_load import apply_trust
+    try:
+        apply_trust(args.trust_checkpoint)
+        apply_trust(cfg.pop('trust_checkpoints', None), 'trust_checkpoints (config)')
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     from flsl_mm.compat import cpu_ddp_wrapper_cfg, ops_preflight
     cpu_ddp_wrapper_cfg(cfg)
     ops_line = ops_preflight()
@@ -66,8 +74,12 @@ def main(argv=None):
             evaluators = [evaluators]
         cfg.test_evaluator = list(evaluators) + [
             dict(type='DumpResults', out_file_path=args.out)]
-    runner = Runner.from_cfg(cfg)
-    metrics = runner.test()
+    from flsl_mm.checkpoints import UnsafeCheckpointError
+    try:
+        runner = Runner.from_cfg(cfg)
+        metrics = runner.test()
+    except UnsafeCheckpointError as exc:
+        raise SystemExit(f'error: {exc}') from None
     from flsl_mm.utils.dist import shutdown_distributed
     shutdown_distributed()
     # one JSON line (NaN where a metric is undefined, e.g. a class without GT)

@@ -44,6 +44,8 @@ def parse_args(argv=None):
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    from flsl_mm.checkpoints.safe_load import add_trust_argument
+    add_trust_argument(parser)
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
@@ -92,6 +94,17 @@ def set_checkpoint_intervals(cfg: Config, args) -> None:
     hook.update(wanted)
 
 
+def trust_checkpoints(cfg, args) -> None:
+    """``--trust-checkpoint`` and the config's ``trust_checkpoints`` list: the files
+    that may be loaded with a full pickle load (docs/checkpoints.md)."""
+    from flsl_mm.checkpoints.safe_load import apply_trust
+    try:
+        apply_trust(args.trust_checkpoint)
+        apply_trust(cfg.pop('trust_checkpoints', None), 'trust_checkpoints (config)')
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+
+
 def build_cfg(args) -> Config:
     import flsl_mm  # noqa: F401  (registers components, applies compat fixes)
     if not osp.isfile(args.config):
@@ -100,6 +113,7 @@ def build_cfg(args) -> Config:
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    trust_checkpoints(cfg, args)
     old = (cfg.get('default_hooks') or {}).get('flsl_schedule')
     if isinstance(old, dict) and 'type' not in old:
         raise SystemExit(
@@ -143,12 +157,15 @@ def build_cfg(args) -> Config:
 def main(argv=None):
     args = parse_args(argv)
     cfg = build_cfg(args)
-    runner = Runner.from_cfg(cfg)
+    from flsl_mm.checkpoints import UnsafeCheckpointError
     from flsl_mm.engine.preemption import TrainingPreempted
     try:
+        runner = Runner.from_cfg(cfg)
         runner.train()
     except TrainingPreempted:  # a stop signal: a checkpoint is written, say so, end
         runner.call_hook('after_run')
+    except UnsafeCheckpointError as exc:
+        raise SystemExit(f'error: {exc}') from None
     from flsl_mm.utils.dist import shutdown_distributed
     shutdown_distributed()
 

@@ -42,11 +42,14 @@ def load_backbone_weights(backbone: FLSLViT, checkpoint: str,
                           student: bool = False) -> str:
     """Load backbone weights from any checkpoint the converter reads (an flsl_mm
     pretraining checkpoint: teacher, or student with ``student``; the authors'
-    release; a DINO / timm ViT, class token dropped; a converted backbone).
-    Returns the format; every mismatch is an error naming the file."""
+    release; a DINO / timm ViT, class token dropped, ``.pth`` or ``.safetensors``;
+    a converted backbone), without running its pickle
+    (:func:`flsl_mm.checkpoints.load_checkpoint_file`). Returns the format; every
+    mismatch is an error naming the file."""
+    from flsl_mm.checkpoints import UnsafeCheckpointError, load_checkpoint_file
     try:
-        ckpt = torch.load(checkpoint, map_location='cpu', weights_only=False)
-    except FileNotFoundError:
+        ckpt = load_checkpoint_file(checkpoint, map_location='cpu')
+    except (FileNotFoundError, UnsafeCheckpointError):
         raise
     except Exception as exc:
         raise ValueError(f'{checkpoint}: cannot be read as a torch checkpoint '

@@ -66,8 +66,8 @@ def remove_stale_tmp(folder: str) -> list[str]:
 def checkpoint_problem(path: str) -> str | None:
     """What is wrong with the checkpoint file ``path`` (None: it is complete and
     readable). Checks the zip container and every record's CRC (truncation,
-    corruption), then unpickles it (memory-mapped, so the tensors are not read
-    twice) and checks that it holds ``meta`` (with ``epoch`` and ``iter``) and a
+    corruption), then loads it safely (weights only, memory-mapped, so the tensors
+    are not read twice) and checks that it holds ``meta`` (with ``epoch`` and ``iter``) and a
     ``state_dict``."""
     if not osp.isfile(path):
         return 'file not found'
@@ -83,8 +83,11 @@ def checkpoint_problem(path: str) -> str | None:
         return f'truncated or not a torch checkpoint ({size} bytes): {exc}'
     except (OSError, EOFError, ValueError) as exc:
         return f'unreadable ({size} bytes): {exc}'
+    from flsl_mm.checkpoints import UnsafeCheckpointError, load_checkpoint_file
     try:
-        ckpt = torch.load(path, map_location='cpu', mmap=True, weights_only=False)
+        ckpt = load_checkpoint_file(path, map_location='cpu', mmap=True)
+    except UnsafeCheckpointError as exc:
+        return f'refused ({size} bytes): {exc}'
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is the answer
         return f'cannot be loaded ({size} bytes): {type(exc).__name__}: {exc}'
     meta = ckpt.get('meta') if isinstance(ckpt, dict) else None

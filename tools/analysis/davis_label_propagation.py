@@ -41,6 +41,8 @@ def parse_args(argv=None):
     p.add_argument('--random-init', action='store_true',
                    help='the backbone at its initialisation (baseline)')
     p.add_argument('--device', default='cpu')
+    from flsl_mm.checkpoints.safe_load import add_trust_argument
+    add_trust_argument(p)
     p.add_argument('--demo', action='store_true',
                    help='generate a small DAVIS-layout set in --data-root '
                    '(default data/davis_demo) and run on it, short side 192')
@@ -82,6 +84,8 @@ def score(results_dir, args, sequences) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from flsl_mm.checkpoints.safe_load import UnsafeCheckpointError, apply_trust
+    apply_trust(args.trust_checkpoint)
     import cv2
     import torch
     from mmengine.utils import ProgressBar
@@ -109,8 +113,13 @@ def main(argv=None) -> int:
             return 0
 
         from flsl_mm.analysis import load_backbone
-        backbone = load_backbone(args.config, args.checkpoint, student=args.student,
-                                 random_init=args.random_init).to(args.device)
+        try:
+            backbone = load_backbone(args.config, args.checkpoint,
+                                     student=args.student,
+                                     random_init=args.random_init).to(args.device)
+        except UnsafeCheckpointError as exc:
+            print(f'error: {exc}', file=sys.stderr)
+            return 2
         features = backbone_features(backbone)
         cfg = PropagationConfig(topk=args.topk, n_last_frames=args.n_last_frames,
                                 radius=args.radius, temperature=args.temperature,

@@ -56,6 +56,8 @@ def parse_args(argv=None):
                    help='token extraction, k-NN and linear probe here (cpu, cuda, '
                    'cuda:1, ...); clustering runs on the CPU')
     p.add_argument('--out', help='write the results as JSON here')
+    from flsl_mm.checkpoints.safe_load import add_trust_argument
+    add_trust_argument(p)
     return p.parse_args(argv)
 
 
@@ -67,6 +69,8 @@ def format_table(results: dict) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from flsl_mm.checkpoints.safe_load import UnsafeCheckpointError, apply_trust
+    apply_trust(args.trust_checkpoint)
     import flsl_mm  # noqa: F401
     from flsl_mm.analysis import load_backbone
     from flsl_mm.analysis.probe_runner import run_probes
@@ -101,8 +105,12 @@ def main(argv=None) -> int:
     except ProbeSetError as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2
-    backbone = load_backbone(args.config, args.checkpoint, student=args.student,
-                             random_init=args.random_init, seed=args.seed)
+    try:
+        backbone = load_backbone(args.config, args.checkpoint, student=args.student,
+                                 random_init=args.random_init, seed=args.seed)
+    except UnsafeCheckpointError as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 2
     print(probe_set.describe())
     try:
         train, val = probe_set.load(backbone.patch_size)

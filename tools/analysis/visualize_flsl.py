@@ -29,6 +29,8 @@ def parse_args(argv=None):
     p.add_argument('--random-init', action='store_true')
     p.add_argument('--student', action='store_true')
     p.add_argument('--seed', type=int, default=0)
+    from flsl_mm.checkpoints.safe_load import add_trust_argument
+    add_trust_argument(p)
     args = p.parse_args(argv)
     if args.random_init and args.checkpoint is not None:
         args.images.insert(0, args.checkpoint)
@@ -38,6 +40,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from flsl_mm.checkpoints.safe_load import UnsafeCheckpointError, apply_trust
+    apply_trust(args.trust_checkpoint)
     import cv2
     from mmengine.config import Config
 
@@ -58,8 +62,12 @@ def main(argv=None) -> int:
             return 2
     beta = args.beta if args.beta is not None else \
         Config.fromfile(args.config).model.get('beta_sa', 0.1 / 384**0.5)
-    backbone = load_backbone(args.config, args.checkpoint, student=args.student,
-                             random_init=args.random_init, seed=args.seed)
+    try:
+        backbone = load_backbone(args.config, args.checkpoint, student=args.student,
+                                 random_init=args.random_init, seed=args.seed)
+    except UnsafeCheckpointError as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 2
     os.makedirs(args.out_dir, exist_ok=True)
     for path in args.images:
         img = cv2.imread(path, cv2.IMREAD_COLOR)
