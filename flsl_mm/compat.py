@@ -4,7 +4,6 @@ Nothing in site-packages is edited: we re-register or wrap at run time.
 """
 from __future__ import annotations
 
-import os.path as osp
 
 import torch
 

@@ -15,7 +15,6 @@ import os.path as osp
 import re
 import zipfile
 
-import torch
 
 TMP_SUFFIX = '.tmp'
 LAST_CHECKPOINT = 'last_checkpoint'

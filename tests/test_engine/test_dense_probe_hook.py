@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from flsl_mm.checkpoints import load_checkpoint_file
 
 CONFIG = 'configs/pretrain/flsl_vit-tiny-p16_demo.py'
 
@@ -56,15 +57,15 @@ def test_probes_are_logged_once_each_with_best_and_cost(runs):
     assert 'all probes' in out and '% of the' in out
     assert 'DenseProbeHook: demo data' in out and 'read and checked' in out
     assert 'dense probe' not in plain
-    ckpt = torch.load(base / 'hook' / 'epoch_1.pth', weights_only=False)
+    ckpt = load_checkpoint_file(base / 'hook' / 'epoch_1.pth')
     assert ckpt['dense_probe']['best'][0] == best
     assert ckpt['dense_probe']['last_step'] == 4
 
 
 def test_training_is_bitwise_the_same_with_and_without_the_hook(runs):
     base, _, _ = runs
-    a = torch.load(base / 'hook' / 'epoch_1.pth', weights_only=False)
-    b = torch.load(base / 'plain' / 'epoch_1.pth', weights_only=False)
+    a = load_checkpoint_file(base / 'hook' / 'epoch_1.pth')
+    b = load_checkpoint_file(base / 'plain' / 'epoch_1.pth')
     assert a['state_dict'].keys() == b['state_dict'].keys()
     for k in a['state_dict']:
         assert torch.equal(a['state_dict'][k], b['state_dict'][k]), k

@@ -18,6 +18,7 @@ from mmengine.runner import Runner
 from torch.utils.data import Dataset
 
 from flsl_mm.engine.preemption import TrainingPreempted
+from flsl_mm.checkpoints import load_checkpoint_file
 
 LOADS = []
 NUM = 24  # samples; batch 4 -> 6 iterations an epoch
@@ -108,7 +109,7 @@ def runner(work_dir, *, epochs=2, batch=4, hooks=(), resume_from=None,
 
 
 def state(path):
-    ckpt = torch.load(path, weights_only=False)
+    ckpt = load_checkpoint_file(path)
     return ckpt['state_dict'], ckpt['optimizer']['state']
 
 
@@ -150,7 +151,7 @@ def test_stop_signal_saves_once_at_the_iteration_end_and_resumes_exactly(
     assert signal.getsignal(signal.SIGUSR1) == previous  # handler put back
     names = sorted(p.name for p in tmp_path.glob('*.pth'))
     assert names == ['iter_3.pth']  # one checkpoint, the second signal changed nothing
-    assert torch.load(tmp_path / 'iter_3.pth', weights_only=False)['meta']['iter'] == 3
+    assert load_checkpoint_file(tmp_path / 'iter_3.pth')['meta']['iter'] == 3
     runner(tmp_path, resume_from=str(tmp_path / 'iter_3.pth')).train()
     assert_same_run(uninterrupted / 'epoch_2.pth', tmp_path / 'epoch_2.pth')
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
+from flsl_mm.checkpoints import load_checkpoint_file
 
 DEMO = 'configs/pretrain/dino_vit-tiny-p16_demo.py'
 DET = 'configs/det_coco/mask-rcnn_flsl-vit-tiny-p16_fpn_demo.py'
@@ -48,7 +49,7 @@ def test_two_iterations_train_the_student_and_move_the_teacher(dino_run):
         assert name in log, name
     losses = [float(v) for v in re.findall(r'loss_dino: ([0-9.]+)', log)]
     assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
-    sd = torch.load(work / 'epoch_1.pth', weights_only=False)['state_dict']
+    sd = load_checkpoint_file(work / 'epoch_1.pth')['state_dict']
     assert sd['teacher.module.backbone.cls_token'].shape == (1, 1, 192)
     assert sd['loss_module.center'].abs().sum() > 0
     # epoch 1: the student's last layer is frozen, so the EMA of two equal
@@ -66,7 +67,7 @@ def test_two_iterations_train_the_student_and_move_the_teacher(dino_run):
 def test_converter_drops_the_class_token(dino_run):
     _, _, backbone, conv = dino_run
     assert 'class token (1)' in conv and 'class-token position slot (1)' in conv
-    state = torch.load(backbone, weights_only=False)['state_dict']
+    state = load_checkpoint_file(backbone)['state_dict']
     assert 'backbone.cls_token' not in state
     assert state['backbone.pos_embed'].shape == (1, 196, 192)
 
@@ -94,7 +95,7 @@ def test_every_dense_demo_config_loads_the_dino_teacher(dino_run, repo_root, sco
     text = '\n'.join(mmlogger_messages)
     assert 'load backbone. in model from' in text
     assert 'missing keys' not in text and 'unexpected key' not in text, text
-    sd = torch.load(work / 'epoch_1.pth', weights_only=False)['state_dict']
+    sd = load_checkpoint_file(work / 'epoch_1.pth')['state_dict']
     teacher = {k[len('teacher.module.backbone.'):]: v for k, v in sd.items()
                if k.startswith('teacher.module.backbone.')}
     for k, v in model.backbone.state_dict().items():

@@ -11,6 +11,7 @@ import time
 
 import pytest
 import torch
+from flsl_mm.checkpoints import load_checkpoint_file
 
 PRETRAIN = 'configs/pretrain/flsl_vit-tiny-p16_demo.py'
 DET = 'configs/det_coco/mask-rcnn_flsl-vit-tiny-p16_fpn_demo.py'
@@ -61,7 +62,7 @@ def test_two_process_pretraining_writes_checkpoints(full_run):
     work, out = full_run
     # 16 images / (2 ranks x 4) = 2 iterations an epoch
     for epoch in (1, 2):
-        ckpt = torch.load(work / f'epoch_{epoch}.pth', weights_only=False)
+        ckpt = load_checkpoint_file(work / f'epoch_{epoch}.pth')
         assert ckpt['meta']['iter'] == 2 * epoch
         # every rank's RNG state, gathered on all ranks before rank 0 saved
         assert len(ckpt['rng_states']) == 2
@@ -78,8 +79,8 @@ def test_two_process_resume_equals_uninterrupted_run(full_run, repo_root, demo_r
                            *pretrain_options(demo_root),
                            '--resume', str(work / 'epoch_1.pth'))
     assert 'resumed epoch: 1, iter: 2' in out
-    a = torch.load(work / 'epoch_2.pth', weights_only=False)
-    b = torch.load(tmp_path / 'epoch_2.pth', weights_only=False)
+    a = load_checkpoint_file(work / 'epoch_2.pth')
+    b = load_checkpoint_file(tmp_path / 'epoch_2.pth')
     assert a['state_dict'].keys() == b['state_dict'].keys()
     assert any(k.startswith('teacher.module.') for k in a['state_dict'])
     for k in a['state_dict']:
@@ -110,8 +111,8 @@ def test_two_process_probes_are_logged_once_and_change_no_weight(full_run, repo_
     _, plain, _ = dist_train(repo_root, PRETRAIN, tmp_path,
                              *pretrain_options(demo_root, 'custom_hooks=[]'))
     assert 'dense probe' not in plain
-    a = torch.load(work / 'epoch_2.pth', weights_only=False)
-    b = torch.load(tmp_path / 'epoch_2.pth', weights_only=False)
+    a = load_checkpoint_file(work / 'epoch_2.pth')
+    b = load_checkpoint_file(tmp_path / 'epoch_2.pth')
     for k in a['state_dict']:
         assert torch.equal(a['state_dict'][k], b['state_dict'][k]), k
     for ra, rb in zip(a['rng_states'], b['rng_states']):  # both ranks' streams
@@ -169,7 +170,7 @@ def test_two_process_detection_saves_and_resumes(repo_root, demo_root, tmp_path)
     _, out, _ = dist_train(repo_root, DET, work, '--no-validate', '--resume',
                            '--cfg-options', *data)
     assert 'resumed epoch: 1, iter: 2' in out
-    ckpt = torch.load(work / 'epoch_2.pth', weights_only=False)
+    ckpt = load_checkpoint_file(work / 'epoch_2.pth')
     assert ckpt['meta']['iter'] == 4
     assert 'unused parameters' not in out.lower()
 
@@ -186,8 +187,8 @@ def test_two_process_dino_trains_and_resumes_exactly(repo_root, demo_root, tmp_p
     _, out, _ = dist_train(repo_root, dino, resumed, *pretrain_options(demo_root),
                            '--resume', str(full / 'epoch_1.pth'))
     assert 'resumed epoch: 1, iter: 2' in out
-    a = torch.load(full / 'epoch_2.pth', weights_only=False)['state_dict']
-    b = torch.load(resumed / 'epoch_2.pth', weights_only=False)['state_dict']
+    a = load_checkpoint_file(full / 'epoch_2.pth')['state_dict']
+    b = load_checkpoint_file(resumed / 'epoch_2.pth')['state_dict']
     assert a.keys() == b.keys() and a['loss_module.center'].abs().sum() > 0
     for k in a:
         assert torch.equal(a[k], b[k]), k

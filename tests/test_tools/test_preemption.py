@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from flsl_mm.engine.checkpoint_io import checkpoint_problem
+from flsl_mm.checkpoints import load_checkpoint_file
 
 DEMO = 'configs/pretrain/flsl_vit-tiny-p16_demo.py'
 EPOCHS = 3  # 16 images / batch 2 = 8 iterations an epoch
@@ -58,8 +59,8 @@ def wait_for(condition, proc, timeout=180, poll=0.002):
 
 
 def assert_same_weights(a, b):
-    wa = torch.load(a, weights_only=False)['state_dict']
-    wb = torch.load(b, weights_only=False)['state_dict']
+    wa = load_checkpoint_file(a)['state_dict']
+    wb = load_checkpoint_file(b)['state_dict']
     assert wa.keys() == wb.keys() and any(k.startswith('teacher.') for k in wa)
     for k in wa:
         assert torch.equal(wa[k], wb[k]), k
@@ -249,8 +250,7 @@ def test_two_processes_stop_together_when_only_one_rank_is_signalled(
     assert 'training stopped by a stop signal on another process after iteration' \
         in text  # rank 0 agreed with rank 1
     saved = list(work.glob('iter_*.pth'))
-    assert len(saved) == 1 and len(torch.load(
-        saved[0], weights_only=False)['rng_states']) == 2
+    assert len(saved) == 1 and len(load_checkpoint_file(saved[0])['rng_states']) == 2
     rc, text = finish(*launch_dist(repo_root, work, demo_root, '--resume'))
     assert rc == 0, text[-3000:]
     assert 'batches skipped at the sampler' in text
