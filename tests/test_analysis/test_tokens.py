@@ -44,12 +44,17 @@ def test_a_timm_vit_with_class_token_loads(repo_root, tmp_path):
     """DINO / timm ViT checkpoints feed the analysis tools (and the DAVIS tool):
     the class token and its position slot are dropped."""
     import timm
+    from safetensors.torch import save_file
     vit = timm.create_model('vit_tiny_patch16_224', pretrained=False)
     torch.save(vit.state_dict(), tmp_path / 'vit.pth')
-    backbone = load_backbone(str(repo_root / CFG), str(tmp_path / 'vit.pth'))
-    torch.testing.assert_close(backbone.pos_embed, vit.pos_embed[:, 1:])
-    torch.testing.assert_close(backbone.blocks[3].mlp.fc1.weight,
-                               vit.blocks[3].mlp.fc1.weight)
+    # the same weights as timm publishes them on the Hugging Face hub
+    save_file({k: v.contiguous() for k, v in vit.state_dict().items()},
+              str(tmp_path / 'model.safetensors'))
+    for name in ('vit.pth', 'model.safetensors'):
+        backbone = load_backbone(str(repo_root / CFG), str(tmp_path / name))
+        torch.testing.assert_close(backbone.pos_embed, vit.pos_embed[:, 1:])
+        torch.testing.assert_close(backbone.blocks[3].mlp.fc1.weight,
+                                   vit.blocks[3].mlp.fc1.weight)
     with pytest.raises(ValueError, match='cannot be read as a torch checkpoint'):
         (tmp_path / 'junk.pth').write_bytes(b'junk')
         load_backbone(str(repo_root / CFG), str(tmp_path / 'junk.pth'))
