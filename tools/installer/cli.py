@@ -22,6 +22,7 @@ plan, ``--check`` exits 0 when nothing is left to do; neither changes anything.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -283,91 +284,102 @@ def show_plan(steps: list[Step]) -> None:
 
 
 # ---------------------------------------------------------------------- modes
-def install(mode: str) -> int:
-    """Online install into this interpreter's environment."""
-    timings = []
-    t0 = time.time()
-    probe.check_python()
-    probe.check_not_externally_managed()
-    bootstrap()
+def decisions(mode: str, bundle_torch: str | None = None
+              ) -> tuple[TorchDecision, MmcvDecision]:
+    """The torch and mmcv decisions for this environment, logged (``bundle_torch``:
+    a bundle's ``target.torch``, checked against an environment without torch)."""
     torch_decision = decide_torch(probe.probe_torch())
+    if torch_decision.action == 'install' and bundle_torch not in (None, 'included'):
+        raise InstallError(
+            'this environment has no torch and the bundle was made without torch '
+            f'(--no-torch): install your torch (>= {pins.min_torch_text()}) first, '
+            'or make the bundle with torch')
     log(f'torch: {torch_decision.describe()}')
     mm = decide_mmcv(mode)
     log(f'mmcv: {mm.detail}')
-    timings.append(('checks', time.time() - t0))
-    t0 = time.time()
-    resolution = resolve(
-        Target(), install_torch=torch_decision.action == 'install',
-        keep=probe.protected_versions(), have_opencv=bool(probe.opencv_installed()),
-        skip_installed=True, mmcv_dist=mm.install_dist)
-    timings.append(('resolve', time.time() - t0))
-    t0 = time.time()
-    pip_install_pins(resolution)
-    timings.append(('stack', time.time() - t0))
-    t0 = time.time()
-    if mm.build:
-        with tempfile.TemporaryDirectory(prefix='flsl_mm_install_') as tmp:
-            mmcv_build.ensure_mmcv(constraints_file(Path(tmp)), Path(tmp))
-    timings.append(('mmcv', time.time() - t0))
-    t0 = time.time()
-    install_flsl_mm(offline=False)
-    timings.append(('flsl_mm', time.time() - t0))
-    finish(torch_decision, timings)
+    return torch_decision, mm
+
+
+class StepTimes:
+    """``with times('stack'): ...`` records how long each step took."""
+
+    def __init__(self) -> None:
+        self.times: list[tuple[str, float]] = []
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        start = time.time()
+        yield
+        self.times.append((name, time.time() - start))
+
+
+def install(mode: str) -> int:
+    """Online install into this interpreter's environment."""
+    times = StepTimes()
+    with times('checks'):
+        probe.check_python()
+        probe.check_not_externally_managed()
+        bootstrap()
+        torch_decision, mm = decisions(mode)
+    with times('resolve'):
+        resolution = resolve(
+            Target(), install_torch=torch_decision.action == 'install',
+            keep=probe.protected_versions(),
+            have_opencv=bool(probe.opencv_installed()), skip_installed=True,
+            mmcv_dist=mm.install_dist)
+    with times('stack'):
+        pip_install_pins(resolution)
+    with times('mmcv'):
+        if mm.build:
+            with tempfile.TemporaryDirectory(prefix='flsl_mm_install_') as tmp:
+                mmcv_build.ensure_mmcv(constraints_file(Path(tmp)), Path(tmp))
+    with times('flsl_mm'):
+        install_flsl_mm(offline=False)
+    finish(torch_decision, times)
     return 0
 
 
 def install_offline(folder: Path, mode: str) -> int:
     """Install from a bundle made by ``--download``; no index is contacted."""
-    timings = []
-    t0 = time.time()
-    probe.check_python()
-    probe.check_not_externally_managed()
-    if mode == 'compiled':
-        raise InstallError('--offline installs mmcv without compiled ops; compiled '
-                           'mmcv needs its source and a compiler (--mmcv compiled, '
-                           f'online): see {DOCS}')
-    manifest = bundle.read_manifest(folder)
-    log(f'bundle {folder}: {bundle.summary(manifest)}')
-    entries = bundle.check_bundle(folder, manifest)
-    torch_decision = decide_torch(probe.probe_torch())
-    if torch_decision.action == 'install' and manifest['target']['torch'] != 'included':
-        raise InstallError(
-            f'this environment has no torch and the bundle {folder} was made without '
-            'torch (--no-torch): install your torch (>= '
-            f'{pins.min_torch_text()}) first, or make the bundle with torch')
-    log(f'torch: {torch_decision.describe()}')
-    mm = decide_mmcv(mode)
-    log(f'mmcv: {mm.detail}')
-    protected = probe.protected_versions()
-    chosen, skipped = bundle.offline_selection(
-        entries, keep_torch=torch_decision.action == 'keep', protected=protected,
-        mmcv_keep=mm.install_dist is None, installed=installed_version)
-    for why in skipped:
-        log(f'not installed: {why}')
-    timings.append(('checks', time.time() - t0))
-    t0 = time.time()
-    if chosen:
-        if any(canonical(e.name) == 'torch' for e in chosen):
-            check_free_space(site_packages(), TORCH_FREE_GB, 'installing torch')
-        run([sys.executable, '-m', 'pip', 'install', '--no-index', '--no-deps',
-             '--disable-pip-version-check', *[str(folder / e.file) for e in chosen]],
-            f'installing {len(chosen)} wheel(s) from {folder}',
-            hint=f'the bundle is checked (sha256); see {DOCS} "Offline"', quiet=True)
-    timings.append(('stack', time.time() - t0))
-    t0 = time.time()
-    install_flsl_mm(offline=True)
-    timings.append(('flsl_mm', time.time() - t0))
-    finish(torch_decision, timings)
+    times = StepTimes()
+    with times('checks'):
+        probe.check_python()
+        probe.check_not_externally_managed()
+        if mode == 'compiled':
+            raise InstallError('--offline installs mmcv without compiled ops; compiled '
+                               'mmcv needs its source and a compiler (--mmcv compiled, '
+                               f'online): see {DOCS}')
+        manifest = bundle.read_manifest(folder)
+        log(f'bundle {folder}: {bundle.summary(manifest)}')
+        entries = bundle.check_bundle(folder, manifest)
+        torch_decision, mm = decisions(mode, manifest['target']['torch'])
+        chosen, skipped = bundle.offline_selection(
+            entries, keep_torch=torch_decision.action == 'keep',
+            protected=probe.protected_versions(), mmcv_keep=mm.install_dist is None,
+            installed=installed_version)
+        for why in skipped:
+            log(f'not installed: {why}')
+    with times('stack'):
+        if chosen:
+            if any(canonical(e.name) == 'torch' for e in chosen):
+                check_free_space(site_packages(), TORCH_FREE_GB, 'installing torch')
+            run([sys.executable, '-m', 'pip', 'install', '--no-index', '--no-deps',
+                 '--disable-pip-version-check', *[str(folder / e.file) for e in chosen]],
+                f'installing {len(chosen)} wheel(s) from {folder}',
+                hint=f'the bundle is checked (sha256); see {DOCS} "Offline"', quiet=True)
+    with times('flsl_mm'):
+        install_flsl_mm(offline=True)
+    finish(torch_decision, times)
     return 0
 
 
-def finish(torch_decision: TorchDecision, timings: list) -> None:
+def finish(torch_decision: TorchDecision, times: StepTimes) -> None:
     ops = verify()
     info = probe.probe_torch()
     log(f'torch in use: {info.describe()}')
     warn_if_gpu_unseen(torch_decision)
     log(ops)
-    log('time per step: ' + ', '.join(f'{n} {s:.0f} s' for n, s in timings))
+    log('time per step: ' + ', '.join(f'{n} {s:.0f} s' for n, s in times.times))
     log(f'environment ready: {sys.executable}')
 
 
