@@ -72,6 +72,12 @@ def test_plain_format_restores_numpy_and_history_buffers_exactly(tmp_path):
         got, want = getattr(back['buffer'], attr), getattr(buffer, attr)
         assert got.dtype == want.dtype and np.array_equal(got, want)
     assert back['buffer'].mean() == buffer.mean()
+    # in a fresh process (a resumed run that logs before any new value) nothing
+    # else has registered the statistics a HistoryBuffer's __init__ registers
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(HistoryBuffer, '_statistics_methods', {})
+        fresh = load_checkpoint_file(path)['meta']['buffer']
+        assert fresh.statistics('mean') == buffer.mean()
     assert back['rng'][0] == 'MT19937' and back['rng'][2:] == rng[2:]
     assert back['rng'][1].dtype == np.uint32 and np.array_equal(back['rng'][1], rng[1])
     for key in ('f64', 'f32', 'u32', 'b'):
