@@ -90,6 +90,7 @@ def from_plain(obj: Any) -> Any:
             cls = _history_buffer_class()
             buffer = cls.__new__(cls)
             buffer.__dict__.update(from_plain(obj['state']))
+            buffer._set_default_statistics()  # what __init__ registers (class-wide)
             return buffer
         if kind is not None:
             raise ValueError(f'unknown {TYPE_KEY} {kind!r} in a checkpoint written '
