@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Training on a Slurm cluster (one task per GPU):
 #   GPUS=16 GPUS_PER_NODE=8 tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [options]
+# On nodes without GPUs: GPUS_PER_NODE=0 (no --gres asked for), GPUS = the number of
+# processes, TASKS_PER_NODE of them per node (default: all on one node); the process
+# group then uses gloo.
 # CPUS_PER_TASK defaults to the config's train_dataloader.num_workers (10 for the
 # published pretraining configs: one core per loader worker), read with mmengine;
 # set it to override. PYTHON selects the interpreter (default python).
@@ -20,6 +23,13 @@ CONFIG=$3
 WORK_DIR=$4
 GPUS=${GPUS:-8}
 GPUS_PER_NODE=${GPUS_PER_NODE:-8}
+if [ "$GPUS_PER_NODE" = "0" ]; then
+    GRES=()
+    TASKS_PER_NODE=${TASKS_PER_NODE:-$GPUS}
+else
+    GRES=(--gres=gpu:"${GPUS_PER_NODE}")
+    TASKS_PER_NODE=${TASKS_PER_NODE:-$GPUS_PER_NODE}
+fi
 PY="${PYTHON:-python}"
 if [ -z "${CPUS_PER_TASK:-}" ]; then
     CPUS_PER_TASK=$("$PY" -c '
@@ -55,9 +65,9 @@ fi
 PYTHONPATH="$(dirname "$0")/..":${PYTHONPATH:-} \
 srun -p "${PARTITION}" \
     --job-name="${JOB_NAME}" \
-    --gres=gpu:"${GPUS_PER_NODE}" \
+    ${GRES[@]+"${GRES[@]}"} \
     --ntasks="${GPUS}" \
-    --ntasks-per-node="${GPUS_PER_NODE}" \
+    --ntasks-per-node="${TASKS_PER_NODE}" \
     --cpus-per-task="${CPUS_PER_TASK}" \
     --kill-on-bad-exit=1 \
     ${PREEMPT_SRUN[@]+"${PREEMPT_SRUN[@]}"} \
