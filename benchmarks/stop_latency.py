@@ -12,6 +12,7 @@ written), against Slurm's default ``KillWait`` of 30 s.
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -30,21 +31,28 @@ def demo_data(root: Path) -> Path:
 
 
 def case_args(case: str, data: Path) -> tuple[str, list[str], str]:
-    """(config, --cfg-options, the log text that triggers the signal)."""
+    """(config, --cfg-options, the regex of the log line that triggers the
+    signal)."""
     if case == 'demo':
         return ('configs/pretrain/flsl_vit-tiny-p16_demo.py',
                 [f'train_dataloader.dataset.data_root={data}',
                  'train_dataloader.batch_size=2', 'train_dataloader.num_workers=2',
-                 'default_hooks.logger.interval=1'], '[1][3/8]')
-    if case == 'probe-due':
-        probe = dict(type='DenseProbeHook', interval=1,
-                     probe_set=dict(type='demo', data_root=str(data)),
-                     probes=['knn', 'cluster'])
-        return ('configs/pretrain/flsl_vit-small-p16_8xb64-300e_in1k.py',
+                 'default_hooks.logger.interval=1'], r'\[1\]\[3/8\]')
+    if case == 'probe-due':  # the published config, its ADE20K probe on demo data
+        child = data.parent / 'probe_due.py'
+        child.write_text(
+            f"_base_ = ['{REPO}/configs/pretrain/flsl_vit-small-p16_8xb64-300e_in1k.py']\n"
+            "custom_hooks = [dict(type='DenseProbeHook', interval=1, at_start=False, "
+            f"probe_set=dict(type='demo', data_root='{data}'), "
+            "probes=['knn', 'cluster'])]\n"
+            # fp32 on the CPU (the published AmpOptimWrapper needs a GPU)
+            "optim_wrapper = dict(_delete_=True, type='OptimWrapper', "
+            "optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.04))\n")
+        return (str(child),
                 [f'train_dataloader.dataset.data_root={data}',
                  'train_dataloader.batch_size=4', 'train_dataloader.num_workers=2',
-                 'default_hooks.logger.interval=1', 'optim_wrapper.type=OptimWrapper',
-                 f'custom_hooks=[{probe!r}]'.replace(' ', '')], '[1][4/4]')
+                 'default_hooks.logger.interval=1'],
+                r'Epoch\(train\)\s+\[1\]\[(\d+)/\1\]')  # epoch 1's last iteration
     return ('configs/det_coco/mask-rcnn_flsl-vit-tiny-p16_fpn_demo.py',
             [f'train_dataloader.dataset.data_root={data}',
              f'val_dataloader.dataset.data_root={data}',
@@ -52,8 +60,9 @@ def case_args(case: str, data: Path) -> tuple[str, list[str], str]:
              'model.backbone.init_cfg=None', 'train_dataloader.batch_size=2',
              'train_dataloader.num_workers=1', 'val_dataloader.num_workers=1',
              'train_dataloader.dataset.indices=4', 'val_dataloader.dataset.indices=8',
-             'train_cfg.max_epochs=2', 'default_hooks.logger.interval=1'],
-            'Epoch(val) [1][1/8]')
+             'train_cfg.max_epochs=2', 'train_cfg.val_interval=1',
+             'default_hooks.logger.interval=1'],
+            r'Epoch\(val\)\s+\[1\]\[1/')
 
 
 def measure(case: str, work: Path) -> dict:
@@ -65,7 +74,7 @@ def measure(case: str, work: Path) -> dict:
             [sys.executable, 'tools/train.py', config, '--work-dir', str(work / 'w'),
              '--cfg-options', *options], cwd=REPO, stdout=out,
             stderr=subprocess.STDOUT, start_new_session=True)
-    while trigger not in log.read_text():
+    while not re.search(trigger, log.read_text()):
         if proc.poll() is not None:
             raise SystemExit(f'the run ended before {trigger!r}:\n'
                              + log.read_text()[-3000:])

@@ -10,7 +10,9 @@
 #
 # Preemption (docs/pretraining.md, "Preemption and resume"), on by default:
 #   - Slurm sends SIGUSR1 SIGNAL_LEAD seconds (default 120) before the time limit
-#     (srun --signal); on it, or on SIGTERM (scancel, preemption), every rank
+#     (srun --signal; inside a batch job only the job's own signal counts: submit
+#     with sbatch --requeue --signal=USR1@120); on it, or on SIGTERM (scancel,
+#     preemption), every rank
 #     finishes its iteration, one checkpoint is written and training stops;
 #   - the job then requeues itself (scontrol requeue; submit it with sbatch
 #     --requeue) and the requeued job resumes from the newest good checkpoint of
@@ -50,6 +52,13 @@ PREEMPT_TRAIN=()
 if [ "$REQUEUE" = "1" ]; then
     export FLSL_MM_REQUEUE=1
     PREEMPT_SRUN=(--signal="USR1@${SIGNAL_LEAD}")
+    if [ -n "${SLURM_JOB_ID:-}" ]; then
+        # a step's own --signal is not honoured inside a batch job (Slurm 22.05):
+        # the time-limit signal must be the job's
+        echo "slurm_train.sh: running inside the batch job ${SLURM_JOB_ID}: Slurm" \
+             "sends the time-limit signal only if the job was submitted with" \
+             "sbatch --signal=USR1@${SIGNAL_LEAD} (and --requeue)" >&2
+    fi
     resume_given=0
     for a in "${@:5}"; do
         case "$a" in --resume|--resume=*) resume_given=1 ;; esac

@@ -53,7 +53,7 @@ def launch(repo_root, config, work, options, *extra):
             [sys.executable, 'tools/train.py', config, '--work-dir', str(work), *extra,
              '--cfg-options', *options], cwd=repo_root, stdout=out,
             stderr=subprocess.STDOUT, start_new_session=True,
-            env=dict(os.environ, OMP_NUM_THREADS='1'))
+            env=dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1'))
     return proc, log
 
 
