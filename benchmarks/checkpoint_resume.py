@@ -77,9 +77,21 @@ def time_checkpoint(arch: str, folder: str, repeats: int) -> dict:
     check = time.perf_counter() - start
     assert problem is None, problem
     tensor_bytes = sum(t.numel() * t.element_size() for t in _tensors(ckpt))
+    # what the figures are of: a file that loads back equal, and a check that
+    # refuses the same file cut short (as a kill during the write leaves it)
+    from flsl_mm.checkpoints import load_checkpoint_file
+    back = load_checkpoint_file(path)
+    equal = all(torch.equal(a, b) for a, b in zip(_tensors(ckpt), _tensors(back))) \
+        and len(list(_tensors(ckpt))) == len(list(_tensors(back)))
+    with open(path, 'rb') as f:
+        head = f.read(os.path.getsize(path) // 2)
+    with open(path + '.cut', 'wb') as f:
+        f.write(head)
+    cut_problem = checkpoint_problem(path + '.cut')
     return dict(arch=arch, size_mib=os.path.getsize(path) / 2**20,
                 tensor_mib=tensor_bytes / 2**20,
-                write_s=min(writes), check_s=check)
+                write_s=min(writes), check_s=check, loads_back_equal=equal,
+                truncated_refused=cut_problem)
 
 
 class Unloadable(torch.utils.data.Dataset):

@@ -88,30 +88,52 @@ def _fix_mmengine_checkpoint_io() -> None:
 
 
 def _fix_mmengine_init_dist_without_cuda() -> None:
-    """mmengine 0.10.7's ``init_dist('pytorch')`` calls ``torch.cuda.set_device``
-    unconditionally, so ``torchrun`` on a machine without a GPU fails before the
-    first iteration. Where CUDA is not available we initialise the process group
-    ourselves, with ``gloo`` (``nccl`` needs GPUs; a config asking for it gets
-    ``gloo`` and a warning). With CUDA, mmengine's own function runs unchanged.
+    """mmengine 0.10.7's ``init_dist('pytorch')`` and ``init_dist('slurm')`` call
+    ``torch.cuda.set_device`` unconditionally, so ``torchrun`` or ``srun`` on a
+    machine without a GPU fails before the first iteration. Where CUDA is not
+    available the process group is made with ``gloo`` (``nccl`` needs GPUs; a
+    config asking for it gets ``gloo`` and a warning): for ``pytorch`` by us, for
+    ``slurm`` by mmengine's own function (its environment set-up from
+    ``SLURM_*``), with ``torch.cuda.set_device`` skipped. With CUDA, mmengine's
+    functions run unchanged.
     """
+    import warnings
+
     import torch.distributed as torch_dist
     from mmengine.dist import utils as dist_utils
 
-    original = dist_utils._init_dist_pytorch
-    if getattr(original, '_flsl_mm_compat', False):
-        return
-
-    def init_dist_pytorch(backend, init_backend='torch', **kwargs) -> None:
-        if torch.cuda.is_available():
-            return original(backend, init_backend=init_backend, **kwargs)
+    def cpu_backend(backend):
         if backend != 'gloo':
-            import warnings
             warnings.warn(f'flsl_mm: no CUDA device, using the gloo backend instead '
                           f'of {backend!r} for distributed training on CPU')
-        torch_dist.init_process_group(backend='gloo', **kwargs)
+        return 'gloo'
 
-    init_dist_pytorch._flsl_mm_compat = True
-    dist_utils._init_dist_pytorch = init_dist_pytorch
+    original = dist_utils._init_dist_pytorch
+    if not getattr(original, '_flsl_mm_compat', False):
+        def init_dist_pytorch(backend, init_backend='torch', **kwargs) -> None:
+            if torch.cuda.is_available():
+                return original(backend, init_backend=init_backend, **kwargs)
+            torch_dist.init_process_group(backend=cpu_backend(backend), **kwargs)
+
+        init_dist_pytorch._flsl_mm_compat = True
+        dist_utils._init_dist_pytorch = init_dist_pytorch
+
+    original_slurm = dist_utils._init_dist_slurm
+    if not getattr(original_slurm, '_flsl_mm_compat', False):
+        def init_dist_slurm(backend, port=None, init_backend='torch', **kwargs):
+            if torch.cuda.is_available():
+                return original_slurm(backend, port=port, init_backend=init_backend,
+                                      **kwargs)
+            set_device = torch.cuda.set_device
+            torch.cuda.set_device = lambda device: None
+            try:
+                return original_slurm(cpu_backend(backend), port=port,
+                                      init_backend=init_backend, **kwargs)
+            finally:
+                torch.cuda.set_device = set_device
+
+        init_dist_slurm._flsl_mm_compat = True
+        dist_utils._init_dist_slurm = init_dist_slurm
 
 
 def cpu_ddp_wrapper_cfg(cfg) -> None:

@@ -154,20 +154,40 @@ def build_cfg(args) -> Config:
     return cfg
 
 
+def early_stop_signals(cfg) -> None:
+    """The checkpoint hook's stop signals recorded from before the Runner builds
+    its loaders: workers forked while it does (an iteration-based loop's) keep
+    running on a job-wide SIGTERM, and a signal during start-up is acted on at
+    the first iteration (``flsl_mm.engine.preemption.install_early``)."""
+    from flsl_mm.engine import ResumableCheckpointHook
+    from flsl_mm.engine.preemption import install_early
+    hook = (cfg.get('default_hooks') or {}).get('checkpoint') or {}
+    if hook.get('type') in ('ResumableCheckpointHook', ResumableCheckpointHook):
+        signals = hook.get('signals', ('SIGTERM', 'SIGUSR1'))
+        install_early([signals] if isinstance(signals, str) else list(signals))
+
+
 def main(argv=None):
     args = parse_args(argv)
     cfg = build_cfg(args)
     from flsl_mm.checkpoints import UnsafeCheckpointError
-    from flsl_mm.engine.preemption import TrainingPreempted
+    from flsl_mm.engine.preemption import EXIT_PREEMPTED, TrainingPreempted
+    early_stop_signals(cfg)
+    status = 0
     try:
         runner = Runner.from_cfg(cfg)
+        if args.resume is not None:  # one checkpoint for all ranks: rank 0's
+            from flsl_mm.engine.checkpoint_io import agree_on_resume
+            agree_on_resume(runner, warn=lambda m: runner.logger.warning(m))
         runner.train()
     except TrainingPreempted:  # a stop signal: a checkpoint is written, say so, end
         runner.call_hook('after_run')
+        status = EXIT_PREEMPTED  # not finished: to be resumed
     except UnsafeCheckpointError as exc:
         raise SystemExit(f'error: {exc}') from None
     from flsl_mm.utils.dist import shutdown_distributed
     shutdown_distributed()
+    return status
 
 
 if __name__ == '__main__':

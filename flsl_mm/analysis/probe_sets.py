@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 from .dense_probe import IGNORE, labels_to_patches
+from flsl_mm.datasets.transforms.loading import LoadImageLikeImageFolder
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp')
 
@@ -40,6 +41,10 @@ CITYSCAPES_TRAIN_IDS = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21
                         22: 9, 23: 10, 24: 11, 25: 12, 26: 13, 27: 14, 28: 15,
                         31: 16, 32: 17, 33: 18}
 
+
+#: the pretraining loader's decoding (PIL's / torchvision's, EXIF orientation
+#: ignored), BGR like OpenCV's: the probes see the pixels training sees
+_DECODE = LoadImageLikeImageFolder()
 
 class ProbeSetError(ValueError):
     """A probe set that cannot be used (the message names the path)."""
@@ -128,10 +133,12 @@ class ProbeSet:
     def _load_split(self, split: ProbeSplit, patch: int) -> LoadedSplit:
         images, patch_labels, names = [], [], []
         for img_path, label_path in zip(split.images, split.labels):
-            img = cv2.imread(img_path, cv2.IMREAD_COLOR)
-            if img is None:
+            try:  # decoded as the training loader does (no EXIF rotation: the
+                # labels are not rotated either)
+                img = _DECODE.transform(dict(img_path=img_path))['img']
+            except ValueError as exc:
                 raise ProbeSetError(f'{img_path}: missing or cannot be decoded as '
-                                    'an image')
+                                    f'an image ({exc})') from None
             label = self._label(label_path, img.shape[:2])
             if self.short_side:
                 img, label = _rescale(img, label, self.short_side)

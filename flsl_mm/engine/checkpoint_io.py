@@ -155,3 +155,25 @@ def find_resume_checkpoint(work_dir: str, warn=print) -> str | None:
 __all__ = ['commit_file', 'write_text_atomic', 'remove_stale_tmp', 'fsync_dir',
            'checkpoint_problem', 'find_resume_checkpoint', 'NoGoodCheckpoint',
            'TMP_SUFFIX', 'LAST_CHECKPOINT']
+
+
+def agree_on_resume(runner, warn=print) -> None:
+    """One checkpoint for every rank: rank 0's choice of what to resume from (or
+    to start afresh) is broadcast, so that ranks that looked at the work dir on
+    their own (``--resume`` runs before the process group exists; on a network
+    file system they can see different newest files) all load the same file. A
+    rank whose own choice differed says so through ``warn``. No-op on one
+    process. Every rank must call it (``tools/train.py`` does, after building the
+    Runner). :class:`~flsl_mm.engine.hooks.ResumableCheckpointHook` then checks
+    that the checkpoint every rank loaded has the same ``meta.iter``."""
+    from mmengine.dist import broadcast_object_list, get_rank, get_world_size
+    if get_world_size() < 2:
+        return
+    mine = (runner._load_from, bool(runner._resume))
+    choice = [mine]
+    broadcast_object_list(choice, src=0)
+    chosen = tuple(choice[0])
+    if chosen != mine:
+        warn(f'rank {get_rank()}: resuming from rank 0\'s choice {chosen[0]} '
+             f'(this rank had found {mine[0]})')
+    runner._load_from, runner._resume = chosen

@@ -13,7 +13,8 @@ from mmengine.runner import EpochBasedTrainLoop
 from flsl_mm.datasets.sample_seeding import SampleSeededDataset, SeededSampler
 from flsl_mm.registry import LOOPS
 
-EPOCH_START = 'train_epoch_start'  # message-hub key: (epoch, iter, batches)
+# message-hub key: (epoch, first iteration, batches, global batch, sampler seed)
+EPOCH_START = 'train_epoch_start'
 
 
 @LOOPS.register_module()
@@ -37,10 +38,12 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
       loaded nor decoded. mmengine's loop restarts the epoch's data while its
       iteration counter runs on.
 
-    The epoch's first iteration and its number of batches are kept in the message
-    hub (saved in checkpoints), so the position is known on resume; a mid-epoch
-    resume with another number of batches per epoch (batch size, number of
-    processes) is refused with a message.
+    The epoch's first iteration, its number of batches, the global batch (batch
+    size x processes) and the sampler's seed are kept in the message hub (saved in
+    checkpoints), so the position -- in samples -- and the order are known on
+    resume, also with ``diff_rank_seed`` (whose sampler seed is drawn anew at each
+    launch); a mid-epoch resume with another global batch or number of batches per
+    epoch is refused with a message (it would continue at another sample).
     """
 
     def __init__(self, runner, dataloader, max_epochs: int, **kwargs) -> None:
@@ -77,9 +80,18 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
         cfg['dataset'] = SampleSeededDataset(dataset)
         return cfg
 
+    def global_batch(self) -> int:
+        """Samples per iteration over all ranks."""
+        return self.dataloader.batch_size * self.dataloader.sampler.world_size
+
     def run(self) -> torch.nn.Module:
         sampler = self.dataloader.sampler
-        if not self.runner._randomness_cfg.get('diff_rank_seed', False):
+        saved = self.runner.message_hub.get_info(EPOCH_START, None)
+        if saved is not None and len(saved) >= 5:
+            # a resumed run: the sampler's seed of the run it continues (drawn
+            # anew at each launch with diff_rank_seed, so it must be kept)
+            sampler.seed = int(saved[4])
+        elif not self.runner._randomness_cfg.get('diff_rank_seed', False):
             sampler.seed = self.runner.seed  # a resumed run takes the checkpoint's
         self.dataloader.generator.manual_seed(sampler.seed)
         return super().run()
@@ -88,9 +100,20 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
         """Iterate one epoch, from the batch a mid-epoch checkpoint stopped at."""
         hub = self.runner.message_hub
         batches = len(self.dataloader)
-        epoch, first_iter, saved_batches = hub.get_info(EPOCH_START, (None, 0, 0))
+        saved = tuple(hub.get_info(EPOCH_START, (None, 0, 0)))
+        epoch, first_iter, saved_batches = saved[:3]
+        saved_global = saved[3] if len(saved) >= 5 else None
         start = self._iter - first_iter if epoch == self._epoch else 0
         if start:
+            if saved_global is not None and saved_global != self.global_batch():
+                raise RuntimeError(
+                    f'cannot resume in the middle of epoch {self._epoch + 1} exactly: '
+                    f'the checkpoint was written after {start} batches of '
+                    f'{saved_global} samples (batch size x processes), this run '
+                    f'takes {self.global_batch()} per iteration, so it would '
+                    'continue at another sample; resume with the same batch size '
+                    'and number of processes, or from an epoch checkpoint '
+                    '(--resume work_dir/epoch_N.pth)')
             if saved_batches != batches:
                 raise RuntimeError(
                     f'cannot resume in the middle of epoch {self._epoch + 1}: the '
@@ -107,7 +130,9 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
                       f'{batches}: {start} batches skipped at the sampler, none '
                       'loaded', logger='current')
         else:
-            hub.update_info(EPOCH_START, (self._epoch, self._iter, batches))
+            hub.update_info(EPOCH_START, (self._epoch, self._iter, batches,
+                                          self.global_batch(),
+                                          int(self.dataloader.sampler.seed)))
         self.runner.call_hook('before_train_epoch')
         self.runner.model.train()
         sampler = self.dataloader.sampler

@@ -146,3 +146,23 @@ def test_demo_boxes_only_at_the_images_own_size(demo_root):
     assert plain.num_classes == 6 and len(plain.train.images) == 16
     scaled = build_probe_set(dict(type='demo', data_root=str(demo_root), short_side=64))
     assert scaled.train.ann_file is None and scaled.val.ann_file is None
+
+
+def test_images_are_decoded_as_the_training_loader_does(tmp_path):
+    """A JPEG with an EXIF orientation tag (rotate 90): the pretraining loader uses
+    it as stored (PIL's way), and its label PNG is stored the same way; OpenCV's
+    imread would rotate the image (and refuse the label as another size)."""
+    from flsl_mm.datasets.transforms.loading import LoadImageLikeImageFolder
+    root = ade20k(tmp_path / 'ade')
+    path = root / 'images' / 'training' / 'ADE_training_000.jpg'
+    stored = np.asarray(Image.open(path).convert('RGB'))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise when shown
+    Image.fromarray(stored).save(path, exif=exif, quality=95)
+    import cv2
+    assert cv2.imread(str(path), cv2.IMREAD_COLOR).shape[:2] == (W, H)  # rotated
+    train, _ = build_probe_set(dict(type='ade20k', data_root=str(root),
+                                    short_side=None)).load(16)
+    want = LoadImageLikeImageFolder().transform(dict(img_path=str(path)))['img']
+    assert want.shape[:2] == (H, W)
+    assert np.array_equal(train.images[0], want)

@@ -216,3 +216,50 @@ def test_a_label_of_the_wrong_size_is_refused_in_before_run(repo_root, tmp_path)
     with pytest.raises(ValueError, match='probes bbox needs COCO boxes'):
         DenseProbeHook(dict(type='ade20k', data_root=str(root)),
                        probes=('bbox',)).before_run(runner)
+
+
+class _Logger:
+    def __init__(self):
+        self.warnings = []
+
+    def warning(self, message):
+        self.warnings.append(message)
+
+    info = warning
+
+
+def test_a_failed_probe_is_a_warning_and_the_backbone_leaves_the_device(monkeypatch):
+    """During training a probe that fails (out of memory, a bad image) is logged
+    and training goes on; on_error='raise' stops it. The probe copy of the backbone
+    goes back to the CPU after every probe, failed or not."""
+    import flsl_mm.analysis.probe_runner as probe_runner
+    import flsl_mm.analysis.tokens as tokens
+    from flsl_mm.engine import DenseProbeHook
+    moved = []
+
+    class Backbone:
+        def to(self, device):
+            moved.append(str(device))
+            return self
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError('CUDA out of memory (stand-in)')
+    monkeypatch.setattr(probe_runner, 'run_probes', out_of_memory)
+    monkeypatch.setattr(tokens, 'load_backbone_state', lambda *a, **k: 'flsl_mm')
+    runner = SimpleNamespace(model=torch.nn.Linear(2, 2), optim_wrapper=None,
+                             logger=_Logger(), hooks=[])
+    hook = DenseProbeHook(dict(type='demo'))
+    hook._backbone, hook._splits = Backbone(), (None, None)
+    hook._probe(runner, 8)
+    assert hook.failures == 1 and hook.last_step is None and moved == ['cpu']
+    assert 'the probe at iteration 8 failed on rank 0: RuntimeError: CUDA out of ' \
+        'memory (stand-in); training goes on' in runner.logger.warnings[0]
+    strict = DenseProbeHook(dict(type='demo'), on_error='raise')
+    strict._backbone, strict._splits = Backbone(), (None, None)
+    with pytest.raises(RuntimeError, match='out of memory'):
+        strict._probe(runner, 8)
+    assert moved == ['cpu', 'cpu']
+    with pytest.raises(ValueError, match="on_error must be 'warn' or 'raise'"):
+        DenseProbeHook(dict(type='demo'), on_error='ignore')
+    with pytest.raises(ValueError, match='wait_hours must be > 0'):
+        DenseProbeHook(dict(type='demo'), wait_hours=0)

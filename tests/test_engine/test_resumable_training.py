@@ -222,9 +222,41 @@ def test_mid_epoch_resume_with_another_batch_size_is_refused(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         runner(tmp_path, interval_iters=2,
                hooks=[dict(type='StopAfterIter', at=2)]).train()
-    with pytest.raises(RuntimeError, match='batch 2 of 6 batches per epoch, this run '
-                       'has 8 .another batch size'):
+    with pytest.raises(RuntimeError, match='after 2 batches of 4 samples .batch size x '
+                       'processes., this run takes 3 per iteration'):
         runner(tmp_path, batch=3, resume_from=str(tmp_path / 'iter_2.pth')).train()
+
+
+def test_another_batch_size_with_the_same_batch_count_is_refused_too(tmp_path):
+    """24 samples in batches of 6 or of 7: 4 batches an epoch either way; the
+    batch count alone would let the resume continue at the wrong sample."""
+    with pytest.raises(KeyboardInterrupt):
+        runner(tmp_path, batch=6, interval_iters=2,
+               hooks=[dict(type='StopAfterIter', at=2)]).train()
+    with pytest.raises(RuntimeError, match='after 2 batches of 6 samples'):
+        runner(tmp_path, batch=7, resume_from=str(tmp_path / 'iter_2.pth')).train()
+
+
+def test_a_sampler_seed_drawn_at_launch_is_kept_by_the_resume(tmp_path, monkeypatch):
+    """diff_rank_seed: the sampler's seed is drawn anew at each launch (mmengine's
+    sync_random_seed); the resumed run keeps the interrupted one's, so the epoch
+    still visits every sample exactly once."""
+    import mmengine.dataset.sampler as sampler_module
+    seeds = iter([123, 456, 789, 1011])
+    monkeypatch.setattr(sampler_module, 'sync_random_seed', lambda: next(seeds))
+
+    def seeded_runner(**kw):
+        r = runner(tmp_path, **kw)
+        r._randomness_cfg['diff_rank_seed'] = True
+        return r
+    del LOADS[:]
+    with pytest.raises(KeyboardInterrupt):
+        seeded_runner(epochs=1, interval_iters=2,
+                      hooks=[dict(type='StopAfterIter', at=2)]).train()
+    first = LOADS[:8]  # the 2 batches done
+    del LOADS[:]
+    seeded_runner(epochs=1, resume_from=str(tmp_path / 'iter_2.pth')).train()
+    assert sorted(first + LOADS) == list(range(NUM))  # each sample once
 
 
 def test_hook_arguments_are_checked():

@@ -4,17 +4,20 @@ the middle of an epoch (one rank of two is enough), Slurm requeue, broken latest
 checkpoints. Every resumed run ends bitwise equal to the run that never stopped."""
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
-from flsl_mm.engine.checkpoint_io import checkpoint_problem
 from flsl_mm.checkpoints import load_checkpoint_file
+from flsl_mm.engine.checkpoint_io import checkpoint_problem
+from flsl_mm.engine.preemption import EXIT_PREEMPTED
 
 DEMO = 'configs/pretrain/flsl_vit-tiny-p16_demo.py'
 EPOCHS = 3  # 16 images / batch 2 = 8 iterations an epoch
@@ -81,7 +84,8 @@ def test_kill_9_at_random_moments_then_resume_equals_the_uninterrupted_run(
     being written), each followed by --resume; checkpoints every iteration."""
     work = tmp_path / 'work'
     rng = random.Random(2026)
-    kills = during_write = 0
+    kills = 0
+    stale = []  # after each kill: the unfinished checkpoint file it left, if any
     while kills < 10:
         had_checkpoint = (work / 'last_checkpoint').is_file()
         proc, log = launch(repo_root, work, demo_root, '--resume',
@@ -96,21 +100,33 @@ def test_kill_9_at_random_moments_then_resume_equals_the_uninterrupted_run(
         assert proc.poll() is None, 'the run ended before it could be killed'
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        during_write += any(work.glob('*.pth.tmp'))
         kills += 1
         text = log.read_text()
+        if stale:  # the previous kill's unfinished file: removed, never used
+            assert f'removed 1 unfinished checkpoint file(s) of an interrupted save ' \
+                f'in {work}: {stale[-1]}' in text, text[-3000:]
         if had_checkpoint:  # never a fresh start once a checkpoint exists
             assert 'resumed epoch' in text and 'starting from scratch' not in text, \
                 text[-3000:]
         last = work / 'last_checkpoint'
         if last.is_file():  # it always names a complete checkpoint
             assert checkpoint_problem(last.read_text()) is None
+        left = sorted(p.name for p in work.glob('*.pth.tmp'))
+        if kills % 3 == 0 and not left and last.is_file():
+            # the kill missed the write (a race the clock decides): leave what a
+            # kill in the middle of a write leaves, a checkpoint cut short
+            named = Path(last.read_text())
+            cut = work / f'iter_{10**6 + kills}.pth.tmp'
+            cut.write_bytes(named.read_bytes()[:named.stat().st_size // 2])
+            left = [cut.name]
+        stale = left
     rc, text = finish(*launch(repo_root, work, demo_root, '--resume',
                               '--checkpoint-iters', '1'))
     assert rc == 0, text[-3000:]
-    assert 'removed 1 unfinished checkpoint file' in text or during_write == 0 or \
-        not list(work.glob('*.tmp'))
-    assert during_write >= 3
+    if stale:
+        assert f'removed 1 unfinished checkpoint file(s) of an interrupted save in ' \
+            f'{work}: {stale[-1]}' in text
+    assert not list(work.glob('*.tmp'))
     assert_same_weights(reference / f'epoch_{EPOCHS}.pth', work / f'epoch_{EPOCHS}.pth')
 
 
@@ -119,7 +135,7 @@ def stop_mid_epoch(repo_root, work, demo_root, sig, env=None):
     wait_for(lambda: '[1][3/8]' in log.read_text(), proc)
     os.killpg(proc.pid, sig)  # the whole job: the loader workers ignore it
     rc, text = finish(proc, log)
-    assert rc == 0, text[-3000:]
+    assert rc == EXIT_PREEMPTED, text[-3000:]  # stopped, not finished
     name = signal.Signals(sig).name
     assert f'training stopped by {name} after iteration' in text
     saved = sorted(work.glob('iter_*.pth'))
@@ -246,7 +262,8 @@ def test_two_processes_stop_together_when_only_one_rank_is_signalled(
     wait_for(lambda: '[1][2/4]' in log.read_text(), proc)
     os.kill(rank_pid(proc.pid, 1), signal.SIGUSR1)  # rank 1 alone
     rc, text = finish(proc, log)
-    assert rc == 0, text[-3000:]
+    assert rc != 0, text[-3000:]  # torchrun: a rank exited with EXIT_PREEMPTED
+    assert re.search(rf'exitcode\s*:\s*{EXIT_PREEMPTED}\b', text), text[-3000:]
     assert 'training stopped by a stop signal on another process after iteration' \
         in text  # rank 0 agreed with rank 1
     saved = list(work.glob('iter_*.pth'))

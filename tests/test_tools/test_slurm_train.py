@@ -71,3 +71,40 @@ def test_preemption_settings_by_default_and_off_with_requeue_0(repo_root, fake_s
     assert '--resume' not in args and not any(a.startswith('--signal') for a in args)
     proc = slurm(repo_root, fake_srun, PRETRAIN, REQUEUE='yes')
     assert proc.returncode == 2 and 'REQUEUE must be 1 or 0' in proc.stderr
+
+
+def test_nodes_without_gpus_ask_for_no_gres(repo_root, fake_srun):
+    args = slurm(repo_root, fake_srun, PRETRAIN, GPUS='2',
+                 GPUS_PER_NODE='0').stdout.splitlines()
+    assert not any(a.startswith('--gres') for a in args)
+    assert '--ntasks=2' in args and '--ntasks-per-node=2' in args
+    args = slurm(repo_root, fake_srun, PRETRAIN, GPUS='16',
+                 GPUS_PER_NODE='8').stdout.splitlines()
+    assert '--gres=gpu:8' in args and '--ntasks-per-node=8' in args
+
+
+def test_the_slurm_launcher_works_without_cuda(repo_root, demo_root, tmp_path):
+    """``--launcher slurm`` as srun starts it (SLURM_* variables; scontrol names
+    the first host), on a machine without a GPU: gloo, one epoch, status 0."""
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    (bin_dir / 'scontrol').write_text('#!/bin/sh\necho 127.0.0.1\n')
+    (bin_dir / 'scontrol').chmod(0o755)
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, SLURM_PROCID='0', SLURM_NTASKS='1', SLURM_LOCALID='0',
+               SLURM_NODELIST='node01', MASTER_PORT=str(port),
+               PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}')
+    env.pop('MASTER_ADDR', None)
+    proc = subprocess.run(
+        [sys.executable, 'tools/train.py', 'configs/pretrain/flsl_vit-tiny-p16_demo.py',
+         '--launcher', 'slurm', '--work-dir', str(tmp_path / 'w'), '--cfg-options',
+         f'train_dataloader.dataset.data_root={demo_root}',
+         'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
+         'train_dataloader.batch_size=8', 'train_cfg.max_epochs=1', 'custom_hooks=[]'],
+        cwd=repo_root, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (tmp_path / 'w' / 'epoch_1.pth').is_file()
+    assert 'Distributed launcher: slurm' in proc.stdout + proc.stderr

@@ -18,8 +18,6 @@ from .rng_state_hook import preserved_rng_state
 #: the value each probe's best is tracked by (the first probe run, in this order)
 BEST_KEYS = dict(knn='knn_miou', linear='linear_miou', cluster='cluster_miou',
                  bbox='bbox_knn_top1@20')
-#: how long the other ranks wait for rank 0's probe before giving up
-PROBE_WAIT = datetime.timedelta(hours=6)
 
 
 @HOOKS.register_module()
@@ -47,8 +45,13 @@ class DenseProbeHook(Hook):
     are loaded into, under saved-and-restored RNG states: the training (weights,
     RNG streams, train/eval state) is bitwise what it is without the hook.
     Distributed: rank 0 probes, every rank receives its numbers (a gloo
-    broadcast that waits up to 6 hours, so a long probe never trips the NCCL
-    time-out); an error of the probe stops every rank.
+    broadcast that waits up to ``wait_hours``, so a long probe never trips the
+    NCCL time-out). A probe that fails during training (out of memory, one bad
+    image) is logged as a warning on every rank and training goes on
+    (``on_error='raise'`` stops the run instead); the probe set itself is
+    checked before training and stops the run there. Between probes the probe
+    copy of the backbone lives on the CPU (the GPU memory is given back). A
+    stop signal pending at a probe's time skips it (the checkpoint comes first).
 
     Args:
         probe_set: the probe set config (``type``: demo, folder, ade20k, voc,
@@ -63,6 +66,8 @@ class DenseProbeHook(Hook):
         block: tokens after this block (-1: the last, with the final norm).
         seed: seed of the linear probe, k-means and the probe set's subset.
         amp: autocast the token extraction: ``None`` follows the run.
+        wait_hours: how long the other ranks wait for rank 0's probe.
+        on_error: ``'warn'`` (a failed probe is a warning) or ``'raise'``.
     """
 
     priority = 'NORMAL'  # after the teacher update, before logger and checkpoint
@@ -70,7 +75,8 @@ class DenseProbeHook(Hook):
     def __init__(self, probe_set: dict, interval: int = 1, by_epoch: bool = True,
                  at_start: bool = True, at_end: bool = True,
                  probes: Sequence[str] = ('knn', 'cluster'), student: bool = False,
-                 block: int = -1, seed: int = 0, amp: bool | None = None) -> None:
+                 block: int = -1, seed: int = 0, amp: bool | None = None,
+                 wait_hours: float = 6.0, on_error: str = 'warn') -> None:
         if not isinstance(probe_set, dict) or 'type' not in probe_set:
             raise ValueError('DenseProbeHook: probe_set must be a dict with a type '
                              "(e.g. dict(type='ade20k', data_root=...); "
@@ -84,6 +90,15 @@ class DenseProbeHook(Hook):
             raise ValueError(f'DenseProbeHook: probes {list(probes)}: expected some '
                              f'of {list(BEST_KEYS)} (bbox: sets with boxes, the demo '
                              'data)')
+        if not isinstance(wait_hours, (int, float)) or wait_hours <= 0:
+            raise ValueError(f'DenseProbeHook: wait_hours must be > 0, got '
+                             f'{wait_hours!r}')
+        if on_error not in ('warn', 'raise'):
+            raise ValueError(f"DenseProbeHook: on_error must be 'warn' or 'raise', got "
+                             f'{on_error!r}')
+        self.wait_hours = float(wait_hours)
+        self.on_error = on_error
+        self.failures = 0
         self.probe_set_cfg = dict(probe_set)
         self.interval = interval
         self.by_epoch = by_epoch
@@ -128,7 +143,8 @@ class DenseProbeHook(Hook):
 
     def before_run(self, runner) -> None:
         if get_world_size() > 1:
-            self._group = dist.new_group(backend='gloo', timeout=PROBE_WAIT)
+            self._group = dist.new_group(
+                backend='gloo', timeout=datetime.timedelta(hours=self.wait_hours))
         message, error = None, None
         if get_rank() == 0:
             from flsl_mm.analysis.probe_sets import build_probe_set
@@ -214,36 +230,60 @@ class DenseProbeHook(Hook):
         dtype = self._autocast_dtype(runner, device)
         state = {'state_dict': model.state_dict()}
         results, stages = {}, {}
-        for prefix, student in [('', False)] + ([('student_', True)] if self.student
-                                                 else []):
-            load_backbone_state(self._backbone, state, 'the running model', student)
-            train, val = self._splits
-            timings: dict = {}
-            values = run_probes(self._backbone, train, val, self._num_classes,
-                                block=self.block, seed=self.seed, device=device,
-                                probes=self.probes, autocast_dtype=dtype,
-                                progress=False, timings=timings)
-            for stage, secs in timings.items():
-                stages[stage] = stages.get(stage, 0.0) + secs
-            results.update({prefix + k: v for k, v in values.items()})
+        try:
+            for prefix, student in [('', False)] + ([('student_', True)]
+                                                     if self.student else []):
+                load_backbone_state(self._backbone, state, 'the running model',
+                                    student)
+                train, val = self._splits
+                timings: dict = {}
+                values = run_probes(self._backbone, train, val, self._num_classes,
+                                    block=self.block, seed=self.seed, device=device,
+                                    probes=self.probes, autocast_dtype=dtype,
+                                    progress=False, timings=timings)
+                for stage, secs in timings.items():
+                    stages[stage] = stages.get(stage, 0.0) + secs
+                results.update({prefix + k: v for k, v in values.items()})
+        finally:  # the probe copy leaves the training device between probes
+            self._backbone.to('cpu')
+            if device.type == 'cuda':
+                torch.cuda.empty_cache()
         return results, stages
 
+    @staticmethod
+    def _stop_pending(runner) -> bool:
+        """A stop signal pending (agreed by every rank): the run's
+        ``ResumableCheckpointHook`` stops it right after, so no probe now."""
+        from .resumable_checkpoint_hook import ResumableCheckpointHook
+        hook = next((h for h in runner.hooks
+                     if isinstance(h, ResumableCheckpointHook)), None)
+        return hook is not None and hook.stop_requested()
+
     def _probe(self, runner, step: int) -> None:
+        if self._stop_pending(runner):
+            runner.logger.info(f'DenseProbeHook: a stop signal is pending: no probe '
+                               f'at iteration {step} (the checkpoint comes first)')
+            return
         start = time.perf_counter()
         payload = None
         if get_rank() == 0:
             try:
                 with preserved_rng_state():
                     payload = (True, self._compute(runner))
-            except Exception as exc:
-                if self._group is None:
+            except Exception as exc:  # noqa: BLE001 - reported to every rank
+                if self.on_error == 'raise' and self._group is None:
                     raise
-                self._broadcast((False, f'{type(exc).__name__}: {exc}'))
-                raise
+                payload = (False, f'{type(exc).__name__}: {exc}')
         ok, results = self._broadcast(payload)
         if not ok:
-            raise RuntimeError(f'DenseProbeHook: the probe at iteration {step} failed '
-                               f'on rank 0: {results}')
+            message = (f'DenseProbeHook: the probe at iteration {step} failed on '
+                       f'rank 0: {results}')
+            if self.on_error == 'raise':
+                raise RuntimeError(message)
+            self.failures += 1
+            runner.logger.warning(f'{message}; training goes on (on_error=\'raise\' '
+                                  'stops the run instead)')
+            return
         results, stages = results
         seconds = time.perf_counter() - start
         self.probe_seconds += seconds

@@ -16,7 +16,7 @@ from flsl_mm.registry import HOOKS
 from ..checkpoint_io import (LAST_CHECKPOINT, TMP_SUFFIX, commit_file,
                              remove_stale_tmp, write_text_atomic)
 from ..preemption import (FlagAgreement, IgnoreStopSignals, StopSignals,
-                          TrainingPreempted, requeue_slurm_job)
+                          TrainingPreempted, requeue_slurm_job, take_early)
 
 _SIGNAL, _TIME = 0, 1  # positions in the flags the ranks agree on
 
@@ -42,14 +42,23 @@ class ResumableCheckpointHook(CheckpointHook):
       in progress finishes, all ranks agree at its end (one rank receiving the
       signal is enough), one checkpoint is written (rank 0) and training stops
       with :class:`~flsl_mm.engine.preemption.TrainingPreempted`, which
-      ``tools/train.py`` turns into a clean exit. With ``requeue`` (default: the
-      environment variable ``FLSL_MM_REQUEUE=1``, set by
-      ``tools/slurm_train.sh``) rank 0 then requeues the Slurm job. Loader
-      workers ignore these signals (the main process shuts them down).
+      ``tools/train.py`` turns into exit status
+      :data:`~flsl_mm.engine.preemption.EXIT_PREEMPTED` (75). A stop pending at
+      the end of an epoch is acted on before the epoch-end work: the epoch's
+      checkpoint, then no validation, no probe (:class:`DenseProbeHook` asks
+      :meth:`stop_requested`, and a validation in progress stops at its next
+      iteration). With ``requeue`` (default: the environment variable
+      ``FLSL_MM_REQUEUE=1``, set by ``tools/slurm_train.sh``) rank 0 then
+      requeues the Slurm job. The workers of the training and validation
+      loaders ignore these signals (the main process shuts them down).
 
     Under distributed training the ranks agree on the signal and the wall-clock
-    due time once per iteration with one all-reduce of two integers on the CPU
-    (gloo), only when ``signals`` or ``interval_minutes`` are set.
+    due time with one all-reduce of two integers per iteration on the CPU (gloo),
+    only when ``signals`` or ``interval_minutes`` are set. It is asynchronous:
+    started at an iteration's end and read at the next one's
+    (:meth:`FlagAgreement.exchange`), so no iteration waits for it and a signal
+    is acted on one iteration later on every rank; at an epoch's end and in a
+    validation the ranks agree at once (:meth:`stop_requested`).
 
     Args:
         interval_iters: mid-epoch checkpoint every this many iterations (0: off).
@@ -87,6 +96,7 @@ class ResumableCheckpointHook(CheckpointHook):
         self._batch_idx = 0
         self._last_save = time.monotonic()
         self._agreement: FlagAgreement | None = None
+        self._training = False
 
     # ----------------------------------------------------------------- set-up
     def before_train(self, runner) -> None:
@@ -103,12 +113,19 @@ class ResumableCheckpointHook(CheckpointHook):
                 runner.logger.warning(
                     'removed %d unfinished checkpoint file(s) of an interrupted save '
                     'in %s: %s', len(stale), self.out_dir, ', '.join(stale))
-        self._agreement = FlagAgreement()
+        if self._agreement is None:  # (made at a resume's checkpoint check)
+            self._agreement = FlagAgreement()
+        early = take_early()  # tools/train.py's, since before the loaders were built
         self.stop_signals.install()
-        loader = runner.train_dataloader
-        if self.stop_signals.numbers and getattr(loader, 'num_workers', 0) > 0:
-            loader.worker_init_fn = IgnoreStopSignals(self.stop_signals.numbers,
-                                                      loader.worker_init_fn)
+        if early is not None and early.received in self.stop_signals.names:
+            self.stop_signals.received = early.received
+        val_loop = getattr(runner, '_val_loop', None)
+        for loader in (runner.train_dataloader, getattr(val_loop, 'dataloader', None)):
+            if self.stop_signals.numbers and getattr(loader, 'num_workers', 0) > 0 \
+                    and not isinstance(loader.worker_init_fn, IgnoreStopSignals):
+                loader.worker_init_fn = IgnoreStopSignals(self.stop_signals.numbers,
+                                                          loader.worker_init_fn)
+        self._training = True
         self._last_save = time.monotonic()
         extra = [f'every {self.interval_iters} iterations'] * bool(self.interval_iters)
         extra += [f'every {self.interval_minutes:g} min'] * bool(self.interval_minutes)
@@ -117,7 +134,29 @@ class ResumableCheckpointHook(CheckpointHook):
             ' and '.join(extra) or 'off', ', '.join(self.stop_signals.names) or 'none',
             ' (then the Slurm job is requeued)' if self._requeue_enabled() else '')
 
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Every rank loaded the same training state: the same ``meta.iter``
+        (checked over all ranks; a mismatch stops the run on every rank)."""
+        if self._agreement is None:
+            self._agreement = FlagAgreement()
+        if not self._agreement.distributed:
+            return
+        meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+        step = int(meta.get('iter', -1)) if isinstance(meta, dict) else -1
+        high, neg_low = self._agreement.max([step, -step])
+        if high != -neg_low:
+            raise RuntimeError(
+                f'the ranks loaded checkpoints of different iterations (between '
+                f'{-neg_low} and {high}; this rank: {step}): every rank must resume '
+                'from the same file (a network file system showing ranks different '
+                'files?); resume with --resume PATH')
+
+    def after_train(self, runner) -> None:
+        super().after_train(runner)
+        self._training = False
+
     def after_run(self, runner) -> None:
+        self._training = False
         self.stop_signals.uninstall()
         # persistent loader workers ignore SIGTERM now: end them the peaceful
         # way here (at interpreter exit they are killed, see IgnoreStopSignals)
@@ -156,7 +195,7 @@ class ResumableCheckpointHook(CheckpointHook):
             time.monotonic() - self._last_save >= 60 * self.interval_minutes))
         if self._agreement is not None and (self.stop_signals.numbers
                                             or self.interval_minutes):
-            flags = self._agreement.max(flags)
+            flags = self._agreement.exchange(flags)  # the previous iteration's
         stop = bool(flags[_SIGNAL])
         if reason is None and flags[_TIME]:
             reason = 'wall-clock interval'
@@ -170,7 +209,48 @@ class ResumableCheckpointHook(CheckpointHook):
         self._decided = (runner.iter, reason, stop)
         return reason
 
+    def stop_requested(self) -> bool:
+        """Whether a stop signal is pending on any rank (an all-reduce: every
+        rank must call it at the same points)."""
+        flags = [int(self.stop_signals.received is not None)]
+        if self._agreement is not None and self.stop_signals.numbers:
+            flags = self._agreement.max(flags)
+        return bool(flags[0])
+
     # ----------------------------------------------------------------- saving
+    def after_train_epoch(self, runner) -> None:
+        """The epoch's checkpoint (when due); then, with a stop pending, the stop:
+        nothing of the epoch-end work after this hook (validation, the next
+        epoch) runs; the hooks before it (a probe) asked :meth:`stop_requested`."""
+        super().after_train_epoch(runner)
+        if self.stop_requested():
+            epochs = runner.epoch + 1
+            self._stop(runner, self._stop_checkpoint(runner, epochs=epochs),
+                       f'at the end of epoch {epochs} (iteration {runner.iter})')
+
+    def after_val_iter(self, runner, batch_idx: int, data_batch=None,
+                       outputs=None) -> None:
+        """A validation during training stops at the iteration a stop arrives in
+        (the checkpoint is that of the epoch / iteration it validates)."""
+        if self._training and self.stop_requested():
+            what = f'epoch {runner.epoch}' if self.by_epoch else \
+                f'iteration {runner.iter}'
+            self._stop(runner, self._stop_checkpoint(runner, epochs=runner.epoch),
+                       f'during the validation of {what} (at its batch '
+                       f'{batch_idx + 1})')
+
+    def _stop_checkpoint(self, runner, epochs: int) -> str:
+        """The checkpoint of the training state at an epoch end or a validation:
+        the one just written for it, else written now (``epochs`` done)."""
+        step = epochs if self.by_epoch else runner.iter
+        name = self.filename_tmpl.format(step)
+        path = self._path(name)
+        if self.last_ckpt == path and osp.isfile(path):
+            return path
+        runner.logger.info(f'Saving checkpoint {name} (stop signal)')
+        return self._write(runner, name, dict(epoch=epochs, iter=runner.iter),
+                           mid_epoch=False)
+
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs=None) -> None:
         reason = self.save_due(runner)
@@ -188,12 +268,13 @@ class ResumableCheckpointHook(CheckpointHook):
         if self._decided[2]:
             self._stop(runner, path)
 
-    def _stop(self, runner, path: str) -> None:
+    def _stop(self, runner, path: str, when: str | None = None) -> None:
         here = self.stop_signals.received
         who = f'{here}' if here else 'a stop signal on another process'
-        message = (f'training stopped by {who} after iteration {runner.iter + 1} '
-                   f'(epoch {runner.epoch + 1}); checkpoint {path}; continue with '
-                   '--resume')
+        when = when or (f'after iteration {runner.iter + 1} (epoch '
+                        f'{runner.epoch + 1})')
+        message = (f'training stopped by {who} {when}; checkpoint {path}; continue '
+                   'with --resume')
         if self._requeue_enabled() and is_main_process():
             _, what = requeue_slurm_job()
             message += f'; {what}'
