@@ -119,6 +119,9 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP OverSu
             time.sleep(0.5)
 
     def stop(self) -> None:
+        if (self.root / 'slurm.conf').exists():  # no job left running on its own
+            self.run('scancel', '--partition=debug', check=False)
+            time.sleep(1)
         for pid_file in reversed(self.daemons):
             try:
                 os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
