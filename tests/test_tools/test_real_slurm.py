@@ -192,16 +192,18 @@ def submit(slurm, repo_root, work, data_root, epochs=3, lead=None,
 
 
 def finish_requeued(slurm, job, log, work, reference, signal_name, epochs):
-    """The stopped job checkpointed, requeued itself; released now (Slurm holds a
-    requeued job for a while: BeginTime), it resumes and ends as the reference."""
+    """The stopped job checkpointed and requeued itself; Slurm starts it again once
+    its hold is over (BeginTime, about 2 minutes: the previous run's credential must
+    expire first -- releasing it earlier gets it killed, 'Job credential revoked'),
+    and it resumes and ends as the reference."""
     slurm.wait(job, ('PENDING',))
     text = log.read_text()
     assert f'training stopped by {signal_name} after iteration' in text, text[-3000:]
     assert f'Slurm job {job} requeued' in text
     saved = sorted(work.glob('iter_*.pth'))
     assert len(saved) == 1, sorted(p.name for p in work.iterdir())
-    slurm.run('scontrol', 'update', f'JobId={job}', 'StartTime=now')
-    assert slurm.wait(job, ('COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT')) == \
+    assert slurm.wait(job, ('COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT'),
+                      timeout=900) == \
         'COMPLETED', log.read_text()[-3000:] + slurm.logs()
     text = log.read_text()
     assert 'batches skipped at the sampler' in text  # the resume, by the script
