@@ -87,7 +87,8 @@ def test_sigterm_after_the_first_validation_checkpoints_and_resumes(
     rc = proc.wait(timeout=900)
     text = log.read_text()
     assert rc == 0, text[-3000:]
-    assert f'Load checkpoint from {saved[0]}' in text or 'resumed' in text
+    step = int(saved[0].stem.split('_')[1])  # iter_N.pth: N iterations done
+    assert f', iter: {step}' in text and 'resumed epoch: ' in text, text[-3000:]
 
 
 def test_a_stop_during_validation_ends_it_at_the_next_iteration(repo_root, demo_root,
