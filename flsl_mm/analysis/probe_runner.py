@@ -1,7 +1,12 @@
 """Run the dense probes of :mod:`flsl_mm.analysis.dense_probe` on a probe set
 (:mod:`flsl_mm.analysis.probe_sets`: images + per-pixel labels, and COCO boxes
 for the bbox probe). Used by ``tools/analysis/dense_probe.py`` and
-:class:`DenseProbeHook`, so both compute the same numbers."""
+:class:`DenseProbeHook`, so both compute the same numbers.
+
+Two stages: :func:`collect` embeds a (part of a) split, :func:`score` runs the
+probes on the tokens. :func:`run_probes` does both in one process; the hook
+collects one shard per rank and scores on rank 0 (:func:`merge` puts the shards
+back together in their order: the tokens are those of one process)."""
 from __future__ import annotations
 
 import contextlib
@@ -81,12 +86,35 @@ def collect(backbone, split: LoadedSplit, block: int = -1, desc: str = '',
                 bar.update()
     if bar is not None:
         print()
-    return dict(tokens=np.concatenate(tokens), labels=np.concatenate(split.patch_labels),
+    dims = backbone.embed_dims
+    return dict(tokens=np.concatenate(tokens) if tokens else np.zeros((0, dims),
+                                                                      np.float32),
+                labels=np.concatenate(split.patch_labels) if split.patch_labels
+                else np.zeros(0, np.int64),
                 box_feats=np.stack(box_feats) if box_feats else None,
-                box_labels=np.array(box_labels))
+                box_labels=np.array(box_labels, np.int64),
+                images=len(split.images))
+
+
+def merge(parts: list[dict]) -> dict:
+    """The :func:`collect` of a whole split from those of its consecutive parts
+    (:func:`flsl_mm.analysis.probe_sets.shard_range` in rank order)."""
+    boxes = [p['box_feats'] for p in parts if p['box_feats'] is not None]
+    return dict(tokens=np.concatenate([p['tokens'] for p in parts]),
+                labels=np.concatenate([p['labels'] for p in parts]),
+                box_feats=np.concatenate(boxes) if boxes else None,
+                box_labels=np.concatenate([p['box_labels'] for p in parts]),
+                images=sum(p['images'] for p in parts))
 
 
 PROBES = ('knn', 'linear', 'cluster', 'bbox')
+
+
+def _check_probes(probes) -> None:
+    unknown = set(probes) - set(PROBES)
+    if unknown:
+        raise ValueError(f'unknown probe(s) {sorted(unknown)}; expected some of '
+                         f'{list(PROBES)}')
 
 
 def run_probes(backbone, train: LoadedSplit, val: LoadedSplit, num_classes: int,
@@ -101,10 +129,7 @@ def run_probes(backbone, train: LoadedSplit, val: LoadedSplit, num_classes: int,
     Keys: ``knn_miou``/``knn_acc``, ``linear_miou``/``linear_acc``,
     ``cluster_miou``, ``bbox_knn_top1@k``. ``timings``: filled with the seconds
     of each stage (``tokens``, then each probe run)."""
-    unknown = set(probes) - set(PROBES)
-    if unknown:
-        raise ValueError(f'unknown probe(s) {sorted(unknown)}; expected some of '
-                         f'{list(PROBES)}')
+    _check_probes(probes)
     clock = _Clock(timings, device)
     backbone.to(device)
     tr = collect(backbone, train, block, 'extracting train tokens' if progress else '',
@@ -112,6 +137,16 @@ def run_probes(backbone, train: LoadedSplit, val: LoadedSplit, num_classes: int,
     va = collect(backbone, val, block, 'extracting val tokens' if progress else '',
                  autocast_dtype)
     clock('tokens')
+    return score(tr, va, num_classes, seed, device, probes, timings)
+
+
+def score(tr: dict, va: dict, num_classes: int, seed: int = 0,
+          device: str | torch.device = 'cpu', probes: tuple[str, ...] = PROBES,
+          timings: dict | None = None) -> dict:
+    """The ``probes`` of :func:`run_probes` on collected train and val tokens
+    (:func:`collect`, or :func:`merge` of its shards)."""
+    _check_probes(probes)
+    clock = _Clock(timings, device)
     keep_tr, keep_va = tr['labels'] != IGNORE, va['labels'] != IGNORE
     xt, yt = tr['tokens'][keep_tr], tr['labels'][keep_tr]
     xv, yv = va['tokens'][keep_va], va['labels'][keep_va]

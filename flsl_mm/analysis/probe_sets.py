@@ -46,6 +46,7 @@ CITYSCAPES_TRAIN_IDS = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21
 #: ignored), BGR like OpenCV's: the probes see the pixels training sees
 _DECODE = LoadImageLikeImageFolder()
 
+
 class ProbeSetError(ValueError):
     """A probe set that cannot be used (the message names the path)."""
 
@@ -85,10 +86,14 @@ class ProbeSet:
         return (f'{self.name}: {len(self.train.images)} train / {len(self.val.images)}'
                 f' val images, {self.num_classes} classes{size}')
 
-    def load(self, patch: int) -> tuple[LoadedSplit, LoadedSplit]:
+    def load(self, patch: int, shard: tuple[int, int] = (0, 1)
+             ) -> tuple[LoadedSplit, LoadedSplit]:
         """Read and check every image and label; raise :class:`ProbeSetError`
-        naming the first bad file."""
-        return self._load_split(self.train, patch), self._load_split(self.val, patch)
+        naming the first bad file. ``shard=(rank, world)``: only that rank's
+        contiguous part of each split (:func:`shard_range`), so the ranks of a
+        distributed run read, check and embed one part each."""
+        return (self._load_split(self.train, patch, shard),
+                self._load_split(self.val, patch, shard))
 
     def _label(self, path: str, image_hw: tuple[int, int]) -> np.ndarray:
         from PIL import Image
@@ -130,9 +135,12 @@ class ProbeSet:
                 'num_classes, or a label set that needs reduce_zero_label / a label map')
         return label.astype(np.int64)
 
-    def _load_split(self, split: ProbeSplit, patch: int) -> LoadedSplit:
+    def _load_split(self, split: ProbeSplit, patch: int,
+                    shard: tuple[int, int] = (0, 1)) -> LoadedSplit:
         images, patch_labels, names = [], [], []
-        for img_path, label_path in zip(split.images, split.labels):
+        start, end = shard_range(len(split.images), *shard)
+        for img_path, label_path in zip(split.images[start:end],
+                                        split.labels[start:end]):
             try:  # decoded as the training loader does (no EXIF rotation: the
                 # labels are not rotated either)
                 img = _DECODE.transform(dict(img_path=img_path))['img']
@@ -150,6 +158,15 @@ class ProbeSet:
             patch_labels.append(labels_to_patches(label[:h, :w], patch).reshape(-1))
             names.append(os.path.basename(img_path))
         return LoadedSplit(names, images, patch_labels, split.ann_file)
+
+
+def shard_range(num: int, rank: int, world: int) -> tuple[int, int]:
+    """``[start, end)`` of ``rank``'s contiguous part of ``num`` items split over
+    ``world`` ranks (sizes differ by at most one; in rank order the parts are
+    the whole list, in order)."""
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f'shard_range: rank {rank} of world size {world}')
+    return num * rank // world, num * (rank + 1) // world
 
 
 def _rescale(img: np.ndarray, label: np.ndarray, short_side: int

@@ -1,6 +1,7 @@
 """DenseProbeHook: the probe of tools/analysis/dense_probe.py during training, with
 no effect on the training, and a bad probe set refused before the first iteration."""
 import json
+import os
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -244,22 +245,156 @@ def test_a_failed_probe_is_a_warning_and_the_backbone_leaves_the_device(monkeypa
 
     def out_of_memory(*args, **kwargs):
         raise RuntimeError('CUDA out of memory (stand-in)')
-    monkeypatch.setattr(probe_runner, 'run_probes', out_of_memory)
+    monkeypatch.setattr(probe_runner, 'collect', out_of_memory)
     monkeypatch.setattr(tokens, 'load_backbone_state', lambda *a, **k: 'flsl_mm')
     runner = SimpleNamespace(model=torch.nn.Linear(2, 2), optim_wrapper=None,
                              logger=_Logger(), hooks=[])
     hook = DenseProbeHook(dict(type='demo'))
     hook._backbone, hook._splits = Backbone(), (None, None)
     hook._probe(runner, 8)
-    assert hook.failures == 1 and hook.last_step is None and moved == ['cpu']
+    # to the model's device (the CPU here) for the tokens, and back to the CPU
+    assert hook.failures == 1 and hook.last_step is None and moved == ['cpu'] * 2
     assert 'the probe at iteration 8 failed on rank 0: RuntimeError: CUDA out of ' \
         'memory (stand-in); training goes on' in runner.logger.warnings[0]
     strict = DenseProbeHook(dict(type='demo'), on_error='raise')
     strict._backbone, strict._splits = Backbone(), (None, None)
     with pytest.raises(RuntimeError, match='out of memory'):
         strict._probe(runner, 8)
-    assert moved == ['cpu', 'cpu']
+    assert moved == ['cpu'] * 4
     with pytest.raises(ValueError, match="on_error must be 'warn' or 'raise'"):
         DenseProbeHook(dict(type='demo'), on_error='ignore')
     with pytest.raises(ValueError, match='wait_hours must be > 0'):
         DenseProbeHook(dict(type='demo'), wait_hours=0)
+
+
+TWO_RANKS = r'''
+import json, logging, sys
+from types import SimpleNamespace
+
+import torch
+import torch.distributed as dist
+
+repo, demo, bad_root, out = sys.argv[1:5]
+sys.path.insert(0, repo)
+import flsl_mm  # noqa: F401
+import flsl_mm.analysis.probe_runner as probe_runner
+import flsl_mm.analysis.tokens as tokens
+from flsl_mm.engine import DenseProbeHook
+from mmengine.config import Config
+
+dist.init_process_group('gloo')
+rank = dist.get_rank()
+cfg = Config.fromfile(f'{repo}/configs/pretrain/flsl_vit-tiny-p16_demo.py')
+cfg.train_dataloader.dataset.data_root = demo
+
+
+class Logger:
+    def __init__(self):
+        self.lines = []
+
+    def info(self, message):
+        self.lines.append(message)
+
+    warning = info
+
+
+rows, embedded = [], []
+runner = SimpleNamespace(
+    cfg=cfg, model=torch.nn.Linear(2, 2), optim_wrapper=None, logger=Logger(),
+    hooks=[], message_hub=SimpleNamespace(update_scalar=lambda key, value: None),
+    visualizer=SimpleNamespace(add_scalars=lambda row, step, file_path: rows.append(row)))
+# the probe copy keeps its initialisation (seed 0): the model here is a stand-in
+tokens.load_backbone_state = lambda *args, **kwargs: 'flsl_mm'
+collect, fail = probe_runner.collect, []
+
+
+def counting_collect(backbone, split, *args, **kwargs):
+    if fail:
+        raise RuntimeError('CUDA out of memory (stand-in)')
+    embedded.append(len(split.images))
+    return collect(backbone, split, *args, **kwargs)
+
+
+probe_runner.collect = counting_collect
+torch.manual_seed(0)
+hook = DenseProbeHook(dict(type='demo'), probes=('knn', 'cluster', 'bbox'))
+hook.before_run(runner)
+hook._probe(runner, 2)
+fail.extend([True] if rank == 1 else [])  # rank 1 runs out of memory
+hook._probe(runner, 4)
+try:
+    DenseProbeHook(dict(type='ade20k', data_root=bad_root)).before_run(runner)
+    refused = None
+except Exception as exc:  # rank 1 reads the bad label, rank 0 hears of it
+    refused = f'{type(exc).__name__}: {exc}'
+with open(f'{out}/rank{rank}.json', 'w') as f:
+    json.dump(dict(rows=rows, embedded=embedded, log=runner.logger.lines,
+                   failures=hook.failures, refused=refused), f)
+dist.destroy_process_group()
+'''
+
+
+def test_two_ranks_each_embed_their_part_and_get_one_processs_numbers(
+        repo_root, demo_root, tmp_path):
+    """2 processes (gloo): each rank reads and embeds half of the probe set
+    (8 train + 4 val demo images), rank 0 scores, and both ranks log the numbers
+    of the whole set embedded in one process, bitwise. Rank 1 out of memory at
+    the next probe: a warning naming rank 1 on both ranks, training goes on. A
+    bad label in rank 1's part of a set: both ranks refuse it, naming the file."""
+    from PIL import Image
+
+    from flsl_mm.analysis import load_backbone
+    from flsl_mm.analysis.probe_runner import run_probes
+    from flsl_mm.analysis.probe_sets import build_probe_set
+    bad_root = tmp_path / 'ade'
+    for split, sizes in (('training', [32, 32]), ('validation', [32, 40])):
+        (bad_root / 'images' / split).mkdir(parents=True)
+        (bad_root / 'annotations' / split).mkdir(parents=True)
+        for i, height in enumerate(sizes):  # validation b.png: rank 1's, wrong size
+            name = 'ab'[i]
+            Image.new('RGB', (48, 32)).save(bad_root / 'images' / split / f'{name}.jpg')
+            Image.new('L', (48, height)).save(
+                bad_root / 'annotations' / split / f'{name}.png')
+    script = tmp_path / 'two_ranks.py'
+    script.write_text(TWO_RANKS)
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
+           '--master_port', str(_free_port()), str(script), str(repo_root),
+           str(demo_root), str(bad_root), str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    ranks = [json.loads((tmp_path / f'rank{r}.json').read_text()) for r in (0, 1)]
+    for r, result in enumerate(ranks):
+        # its half of train, then of val, at each probe (rank 1 fails the second)
+        assert result['embedded'] == [8, 4] * (2 - r), r
+        assert 'tokens embedded on 2 ranks (train/val images per rank: 8/4+8/4)' in \
+            result['log'][0]
+        assert len(result['rows']) == 1 and result['failures'] == 1
+        assert any('tokens on 2 ranks' in line for line in result['log'])
+        assert any('the probe at iteration 4 failed on rank 1: RuntimeError: CUDA '
+                   'out of memory (stand-in); training goes on' in line
+                   for line in result['log']), result['log']
+    same = [{k: v for k, v in result['rows'][0].items() if k != 'probe/seconds'}
+            for result in ranks]  # the seconds are each rank's own
+    assert same[0] == same[1]
+    bad = bad_root / 'annotations' / 'validation' / 'b.png'
+    assert ranks[1]['refused'].startswith(f'ProbeSetError: {bad}: label size 48x40')
+    assert ranks[0]['refused'].startswith(
+        f'RuntimeError: DenseProbeHook: the probe set was refused on rank 1: '
+        f'ProbeSetError: {bad}: label size 48x40')
+    backbone = load_backbone(str(repo_root / CONFIG), random_init=True, seed=0)
+    probe_set = build_probe_set(dict(type='demo', data_root=str(demo_root)))
+    one = run_probes(backbone, *probe_set.load(16), probe_set.num_classes,
+                     probes=('knn', 'cluster', 'bbox'), progress=False)
+    logged = ranks[0]['rows'][0]
+    assert logged['iter'] == 2 and len(one) >= 7
+    for key, value in one.items():
+        assert logged[f'probe/{key}'] == value, key
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]

@@ -99,15 +99,27 @@ def test_two_process_resume_equals_uninterrupted_run(full_run, repo_root, demo_r
 
 def test_two_process_probes_are_logged_once_and_change_no_weight(full_run, repo_root,
                                                                   demo_root, tmp_path):
-    """The demo config's DenseProbeHook on 2 processes: rank 0 probes, every rank
-    waits for it (no deadlock), each probe is logged once, and the weights are
-    bitwise those of the same run without the hook."""
+    """The demo config's DenseProbeHook on 2 processes: each rank embeds half of
+    the probe set, rank 0 scores (no deadlock), each probe is logged once with
+    the numbers tools/analysis/dense_probe.py gives in one process, and the
+    weights are bitwise those of the same run without the hook."""
     work, out = full_run
     files = sorted(work.glob('*/vis_data/scalars.json'))
     rows = [json.loads(line) for f in files for line in f.read_text().splitlines()]
     probes = [r for r in rows if 'probe/knn_miou' in r]
     assert [r['iter'] for r in probes] == [0, 4]  # start, every 2 epochs (= end)
     assert out.count('dense probe at iteration') == 2
+    assert 'tokens embedded on 2 ranks (train/val images per rank: 8/4+8/4)' in out
+    tool = tmp_path / 'tool.json'
+    proc = subprocess.run(
+        [sys.executable, 'tools/analysis/dense_probe.py', PRETRAIN,
+         str(work / 'epoch_2.pth'), '--data-root', str(demo_root), '--out', str(tool)],
+        cwd=repo_root, env=dict(os.environ, OMP_NUM_THREADS='1'),
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one_process = json.loads(tool.read_text())
+    for key in ('knn_miou', 'knn_acc', 'linear_miou', 'linear_acc', 'cluster_miou'):
+        assert probes[-1][f'probe/{key}'] == one_process[key], key
     _, plain, _ = dist_train(repo_root, PRETRAIN, tmp_path,
                              *pretrain_options(demo_root, 'custom_hooks=[]'))
     assert 'dense probe' not in plain

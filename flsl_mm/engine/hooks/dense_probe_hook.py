@@ -44,10 +44,15 @@ class DenseProbeHook(Hook):
     ``AmpOptimWrapper``'s dtype), on a separate copy of the backbone the weights
     are loaded into, under saved-and-restored RNG states: the training (weights,
     RNG streams, train/eval state) is bitwise what it is without the hook.
-    Distributed: rank 0 probes, every rank receives its numbers (a gloo
-    broadcast that waits up to ``wait_hours``, so a long probe never trips the
-    NCCL time-out). A probe that fails during training (out of memory, one bad
-    image) is logged as a warning on every rank and training goes on
+    Distributed: the probe set is split over the ranks (contiguous parts,
+    :func:`~flsl_mm.analysis.probe_sets.shard_range`); each rank reads and
+    checks its part once, and at every probe embeds it on its own device; the
+    tokens are gathered on rank 0, which runs the k-NN / linear / k-means probes
+    (:func:`~flsl_mm.analysis.probe_runner.score`) and sends every rank the
+    numbers. The collectives are on a gloo group that waits up to
+    ``wait_hours``, so rank 0's scoring never trips the NCCL time-out. A probe
+    that fails during training on any rank (out of memory, one bad image) is
+    logged as a warning on every rank, naming the rank, and training goes on
     (``on_error='raise'`` stops the run instead); the probe set itself is
     checked before training and stops the run there. Between probes the probe
     copy of the backbone lives on the CPU (the GPU memory is given back). A
@@ -66,7 +71,8 @@ class DenseProbeHook(Hook):
         block: tokens after this block (-1: the last, with the final norm).
         seed: seed of the linear probe, k-means and the probe set's subset.
         amp: autocast the token extraction: ``None`` follows the run.
-        wait_hours: how long the other ranks wait for rank 0's probe.
+        wait_hours: how long a rank waits in the probe's collectives (for rank
+            0's scoring, for the slowest rank's part of the tokens).
         on_error: ``'warn'`` (a failed probe is a warning) or ``'raise'``.
     """
 
@@ -116,8 +122,9 @@ class DenseProbeHook(Hook):
         self._pending: dict | None = None
         self._group = None
         self._backbone = None
-        self._splits = None
+        self._splits = None  # this rank's part of (train, val)
         self._num_classes = 0
+        self._shards = ''  # images per rank, for the log
         self._train_start = 0.0
         self._session_seconds = 0.0  # probe time since this process started
 
@@ -134,52 +141,79 @@ class DenseProbeHook(Hook):
         return spec
 
     def _broadcast(self, payload):
-        """Rank 0's ``payload`` on every rank (waits up to ``PROBE_WAIT``)."""
+        """Rank 0's ``payload`` on every rank (waits up to ``wait_hours``)."""
         if self._group is None:
             return payload
         box = [payload]
         dist.broadcast_object_list(box, src=0, group=self._group)
         return box[0]
 
+    def _gather(self, payload) -> list | None:
+        """Every rank's ``payload`` in rank order on rank 0 (None elsewhere)."""
+        if self._group is None:
+            return [payload]
+        out = [None] * get_world_size() if get_rank() == 0 else None
+        dist.gather_object(payload, out, dst=0, group=self._group)
+        return out
+
+    def _all_gather(self, payload) -> list:
+        if self._group is None:
+            return [payload]
+        out = [None] * get_world_size()
+        dist.all_gather_object(out, payload, group=self._group)
+        return out
+
     def before_run(self, runner) -> None:
         if get_world_size() > 1:
             self._group = dist.new_group(
                 backend='gloo', timeout=datetime.timedelta(hours=self.wait_hours))
-        message, error = None, None
-        if get_rank() == 0:
-            from flsl_mm.analysis.probe_sets import build_probe_set
-            from flsl_mm.analysis.tokens import build_dense_backbone
-            start = time.perf_counter()
-            try:
-                if 'model' not in runner.cfg:
-                    raise ValueError('DenseProbeHook needs the run\'s config (a runner '
-                                     'built by Runner.from_cfg, as tools/train.py does)')
-                with preserved_rng_state():  # building draws an initialisation
-                    self._backbone = build_dense_backbone(runner.cfg, 'the run config')
-                probe_set = build_probe_set(self._probe_set_cfg(runner.cfg), self.seed)
-                if 'bbox' in self.probes and not (probe_set.train.ann_file and
-                                                  probe_set.val.ann_file):
-                    raise ValueError(f'DenseProbeHook: probes bbox needs COCO boxes; '
-                                     f'{probe_set.name} has none (the demo data has)')
-                self._splits = probe_set.load(self._backbone.patch_size)
-                self._num_classes = probe_set.num_classes
-                when = (f'every {self.interval} ' +
-                        ('epoch(s)' if self.by_epoch else 'iteration(s)') +
-                        (', at the start' if self.at_start else '') +
-                        (', at the end' if self.at_end else ''))
-                message = (f'DenseProbeHook: {probe_set.describe()}; read and checked '
-                           f'in {time.perf_counter() - start:.1f} s; probes '
-                           f'{", ".join(self.probes)} of the teacher'
-                           f'{" and the student" if self.student else ""} {when}')
-            except Exception as exc:  # every rank must hear of it
-                error = exc
-                message = f'{type(exc).__name__}: {exc}'
-        ok, message = self._broadcast((error is None, message))
+        from flsl_mm.analysis.probe_sets import build_probe_set
+        from flsl_mm.analysis.tokens import build_dense_backbone
+        rank, world = get_rank(), get_world_size()
+        start = time.perf_counter()
+        message, error, sizes = None, None, None
+        try:  # every rank: the backbone copy and its part of the probe set
+            if 'model' not in runner.cfg:
+                raise ValueError('DenseProbeHook needs the run\'s config (a runner '
+                                 'built by Runner.from_cfg, as tools/train.py does)')
+            with preserved_rng_state():  # building draws an initialisation
+                self._backbone = build_dense_backbone(runner.cfg, 'the run config')
+            probe_set = build_probe_set(self._probe_set_cfg(runner.cfg), self.seed)
+            if 'bbox' in self.probes and not (probe_set.train.ann_file and
+                                              probe_set.val.ann_file):
+                raise ValueError(f'DenseProbeHook: probes bbox needs COCO boxes; '
+                                 f'{probe_set.name} has none (the demo data has)')
+            self._splits = probe_set.load(self._backbone.patch_size, (rank, world))
+            self._num_classes = probe_set.num_classes
+            sizes = (len(probe_set.train.images), len(probe_set.val.images),
+                     len(self._splits[0].images), len(self._splits[1].images))
+            when = (f'every {self.interval} ' +
+                    ('epoch(s)' if self.by_epoch else 'iteration(s)') +
+                    (', at the start' if self.at_start else '') +
+                    (', at the end' if self.at_end else ''))
+            message = (f'DenseProbeHook: {probe_set.describe()}; read and checked '
+                       f'in {time.perf_counter() - start:.1f} s; probes '
+                       f'{", ".join(self.probes)} of the teacher'
+                       f'{" and the student" if self.student else ""} {when}')
+        except Exception as exc:  # every rank must hear of it
+            error = exc
+            message = f'{type(exc).__name__}: {exc}'
+        status = self._all_gather((error is None, message, sizes))
         if error is not None:
             raise error
-        if not ok:
-            raise RuntimeError(f'DenseProbeHook: the probe set was refused on rank 0: '
-                               f'{message}')
+        failed = [(r, m) for r, (ok, m, _) in enumerate(status) if not ok]
+        if failed:
+            raise RuntimeError(f'DenseProbeHook: the probe set was refused on rank '
+                               f'{failed[0][0]}: {failed[0][1]}')
+        if len({sz[:2] for _, _, sz in status}) > 1:
+            raise RuntimeError('DenseProbeHook: the ranks see different probe sets '
+                               '(train, val images per rank: '
+                               f'{[sz[:2] for _, _, sz in status]}); every rank '
+                               'must read the same files')
+        if world > 1:
+            self._shards = '+'.join(f'{sz[2]}/{sz[3]}' for _, _, sz in status)
+            message += (f'; tokens embedded on {world} ranks (train/val images '
+                        f'per rank: {self._shards})')
         runner.logger.info(message)
 
     def before_train(self, runner) -> None:
@@ -220,34 +254,50 @@ class DenseProbeHook(Hook):
             dtype = torch.float16 if device.type == 'cuda' else torch.bfloat16
         return dtype
 
-    def _compute(self, runner) -> tuple[dict, dict]:
-        """The probes' values and the seconds of each stage (summed over the
-        teacher and the student)."""
-        from flsl_mm.analysis.probe_runner import run_probes
+    def _extract(self, runner) -> tuple[dict, float]:
+        """This rank's part of the tokens (``{prefix: (train, val)}``: the
+        teacher's, and the student's with ``student``) and its seconds."""
+        from flsl_mm.analysis.probe_runner import collect
         from flsl_mm.analysis.tokens import load_backbone_state
+        start = time.perf_counter()
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         device = next(model.parameters()).device
         dtype = self._autocast_dtype(runner, device)
         state = {'state_dict': model.state_dict()}
-        results, stages = {}, {}
+        parts = {}
         try:
+            self._backbone.to(device)
             for prefix, student in [('', False)] + ([('student_', True)]
                                                      if self.student else []):
                 load_backbone_state(self._backbone, state, 'the running model',
                                     student)
-                train, val = self._splits
-                timings: dict = {}
-                values = run_probes(self._backbone, train, val, self._num_classes,
-                                    block=self.block, seed=self.seed, device=device,
-                                    probes=self.probes, autocast_dtype=dtype,
-                                    progress=False, timings=timings)
-                for stage, secs in timings.items():
-                    stages[stage] = stages.get(stage, 0.0) + secs
-                results.update({prefix + k: v for k, v in values.items()})
+                parts[prefix] = tuple(collect(self._backbone, split, self.block,
+                                              autocast_dtype=dtype)
+                                      for split in self._splits)
+            if device.type == 'cuda':
+                torch.cuda.synchronize(device)
         finally:  # the probe copy leaves the training device between probes
             self._backbone.to('cpu')
             if device.type == 'cuda':
                 torch.cuda.empty_cache()
+        return parts, time.perf_counter() - start
+
+    def _score(self, runner, shards: list[dict]) -> tuple[dict, dict]:
+        """Rank 0: the probes' values on every rank's tokens, in rank order, and
+        the seconds of each probe (summed over the teacher and the student)."""
+        from flsl_mm.analysis.probe_runner import merge, score
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        device = next(model.parameters()).device
+        results, stages = {}, {}
+        for prefix in shards[0]:
+            train = merge([parts[prefix][0] for parts in shards])
+            val = merge([parts[prefix][1] for parts in shards])
+            timings: dict = {}
+            values = score(train, val, self._num_classes, self.seed, device,
+                           self.probes, timings)
+            for stage, secs in timings.items():
+                stages[stage] = stages.get(stage, 0.0) + secs
+            results.update({prefix + k: v for k, v in values.items()})
         return results, stages
 
     @staticmethod
@@ -265,19 +315,39 @@ class DenseProbeHook(Hook):
                                f'at iteration {step} (the checkpoint comes first)')
             return
         start = time.perf_counter()
+        try:  # every rank embeds its part of the probe set
+            with preserved_rng_state():
+                extracted = (True, self._extract(runner))
+        except Exception as exc:  # noqa: BLE001 - reported to every rank
+            if self.on_error == 'raise' and self._group is None:
+                raise
+            extracted = (False, f'{type(exc).__name__}: {exc}')
+        gathered = self._gather(extracted)
         payload = None
         if get_rank() == 0:
-            try:
-                with preserved_rng_state():
-                    payload = (True, self._compute(runner))
-            except Exception as exc:  # noqa: BLE001 - reported to every rank
-                if self.on_error == 'raise' and self._group is None:
-                    raise
-                payload = (False, f'{type(exc).__name__}: {exc}')
+            failed = [(r, m) for r, (ok, m) in enumerate(gathered) if not ok]
+            if failed:
+                payload = (False, '; '.join(f'rank {r}: {m}' for r, m in failed))
+            else:
+                # the slowest rank's extraction; then the wait for it and the
+                # transfer of every rank's tokens
+                slowest = max(secs for _, (_, secs) in gathered)
+                stages = dict(tokens=slowest)
+                if self._group is not None:
+                    stages['gather'] = max(time.perf_counter() - start - slowest, 0.0)
+                try:
+                    with preserved_rng_state():
+                        results, timings = self._score(
+                            runner, [parts for _, (parts, _) in gathered])
+                    payload = (True, (results, dict(stages, **timings)))
+                except Exception as exc:  # noqa: BLE001 - reported to every rank
+                    if self.on_error == 'raise' and self._group is None:
+                        raise
+                    payload = (False, f'rank 0: {type(exc).__name__}: {exc}')
+            del gathered  # every rank's tokens: gone before training goes on
         ok, results = self._broadcast(payload)
         if not ok:
-            message = (f'DenseProbeHook: the probe at iteration {step} failed on '
-                       f'rank 0: {results}')
+            message = f'DenseProbeHook: the probe at iteration {step} failed on {results}'
             if self.on_error == 'raise':
                 raise RuntimeError(message)
             self.failures += 1
@@ -315,6 +385,8 @@ class DenseProbeHook(Hook):
                  f'{elapsed:.0f} s since training (re)started' if elapsed > 0 and step
                  else '')
         parts = ', '.join(f'{k} {v:.1f}' for k, v in stages.items())
+        if self._shards:
+            parts += f'; tokens on {get_world_size()} ranks'
         runner.logger.info(f'dense probe at iteration {step}: {values}{best}; '
                            f'{seconds:.1f} s ({parts}), all probes '
                            f'{self.probe_seconds:.1f} s{share}')
