@@ -5,8 +5,14 @@ generated ADE20K-layout set of 512 x 683 JPEGs with 150-class label PNGs, with t
 backbone of a pretraining config (random init: the cost does not depend on the
 weights). Reports the one-off read-and-check of the set and each stage of one probe.
 
+``--ranks N``: also the hook's distributed split: each of the N parts of the set
+(what one rank reads and embeds) is embedded here, one after the other, and
+timed; on N devices they run at once, so the token stage takes the slowest part
+(reported with the megabytes each rank sends to rank 0). The merged parts are
+scored and must give the one-process values.
+
     python benchmarks/probe_cost.py [--config CONFIG] [--device cuda] [--amp]
-        [--max-train 500 --max-val 200] [--probes knn cluster linear]
+        [--max-train 500 --max-val 200] [--probes knn cluster linear] [--ranks 8]
 """
 import argparse
 import json
@@ -50,6 +56,8 @@ def main(argv=None) -> int:
     p.add_argument('--max-val', type=int, default=200)
     p.add_argument('--short-side', type=int, default=224)
     p.add_argument('--probes', nargs='+', default=['knn', 'cluster'])
+    p.add_argument('--ranks', type=int, default=1,
+                   help='also time the parts of the set N ranks embed')
     args = p.parse_args(argv)
     import torch
     from mmengine.config import Config
@@ -80,6 +88,8 @@ def main(argv=None) -> int:
                             device=args.device, probes=tuple(args.probes),
                             autocast_dtype=dtype, progress=False, timings=timings)
         probe_s = time.perf_counter() - start
+        split = _split_over_ranks(probe_set, backbone, args, dtype, values) \
+            if args.ranks > 1 else None
     tokens = sum(len(x) for x in train.patch_labels), sum(len(x) for x in val.patch_labels)
     report = dict(config=Path(args.config).name, device=args.device, amp=str(dtype),
                   images=[len(train.images), len(val.images)],
@@ -87,8 +97,37 @@ def main(argv=None) -> int:
                   probe_s=round(probe_s, 2),
                   stages_s={k: round(v, 2) for k, v in timings.items()},
                   values={k: round(v, 4) for k, v in values.items()})
+    if split is not None:
+        report['split_over_ranks'] = split
     print(json.dumps(report, indent=1))
     return 0
+
+
+def _split_over_ranks(probe_set, backbone, args, dtype, values: dict) -> dict:
+    """Each rank's part embedded and timed in turn; merged and scored."""
+    import torch
+
+    from flsl_mm.analysis.probe_runner import collect, merge, score
+    seconds, megabytes, parts = [], [], []
+    backbone.to(args.device)
+    for rank in range(args.ranks):
+        splits = probe_set.load(backbone.patch_size, (rank, args.ranks))
+        start = time.perf_counter()
+        part = [collect(backbone, s, autocast_dtype=dtype) for s in splits]
+        if args.device.startswith('cuda'):
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - start)
+        megabytes.append(sum(p['tokens'].nbytes for p in part) / 2**20)
+        parts.append(part)
+    merged = score(merge([p[0] for p in parts]), merge([p[1] for p in parts]),
+                   probe_set.num_classes, device=args.device,
+                   probes=tuple(args.probes))
+    if merged != values:
+        raise SystemExit(f'the merged parts score {merged}, one process {values}')
+    return dict(ranks=args.ranks, tokens_per_rank_s=[round(x, 2) for x in seconds],
+                tokens_on_that_many_devices_s=round(max(seconds), 2),
+                sent_to_rank_0_mb=[round(x, 1) for x in megabytes],
+                same_values_as_one_process=True)
 
 
 if __name__ == '__main__':
