@@ -23,9 +23,10 @@ from flsl_mm import compat_ops
 nms_module = importlib.import_module('mmcv.ops.nms')
 roi_align_module = importlib.import_module('mmcv.ops.roi_align')
 
-RECORD_FILE = (Path(__file__).resolve().parent / 'data' / 'mmcv_kernels'
-               / 'mmcv_2.1.0_cpu_kernels.pt')
-RECORD = torch.load(RECORD_FILE, weights_only=True)
+sys.path.insert(0, str(Path(__file__).resolve().parent / 'data' / 'mmcv_kernels'))
+from record_mmcv_kernels import load_record  # noqa: E402
+
+RECORD = load_record()
 COMPILED = compat_ops.mmcv_ops_kind() == 'compiled'
 requires_compiled = pytest.mark.skipif(
     not COMPILED, reason='needs compiled mmcv (bash tools/install.sh --mmcv compiled)')

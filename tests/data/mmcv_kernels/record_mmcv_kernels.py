@@ -6,8 +6,9 @@ compiled``), without flsl_mm imported (so that nothing is dispatched elsewhere):
 
     python tests/data/mmcv_kernels/record_mmcv_kernels.py
 
-It writes ``mmcv_2.1.0_cpu_kernels.pt`` beside itself: inputs and outputs (plain
-tensors and dicts; read with ``torch.load(weights_only=True)``) of
+It writes ``mmcv_2.1.0_cpu_kernels.npz`` beside itself: inputs and outputs (a
+numpy archive, no pickle: nested dicts and lists flattened to ``a/0/b`` keys;
+:func:`load_record` gives them back as dicts, lists, tensors and Python scalars) of
 
 * ``mmcv.ops.nms``: random boxes with distinct and with tied scores, IoU
   thresholds 0.3 / 0.5 / 0.7, ``offset`` 0 and 1, an IoU equal to the threshold,
@@ -22,9 +23,57 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
-OUT = Path(__file__).resolve().parent / 'mmcv_2.1.0_cpu_kernels.pt'
+OUT = Path(__file__).resolve().parent / 'mmcv_2.1.0_cpu_kernels.npz'
+
+
+def _flatten(value, key: str, out: dict) -> None:
+    if isinstance(value, dict):
+        for name, item in value.items():
+            if '/' in name or name.isdigit():
+                raise ValueError(f'{key}/{name}: not a record key')
+            _flatten(item, f'{key}/{name}' if key else name, out)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _flatten(item, f'{key}/{i}', out)
+    elif isinstance(value, torch.Tensor):
+        if value.dim() == 0:  # 0-d arrays are read back as Python scalars
+            raise ValueError(f'{key}: a 0-d tensor; store it as a Python number')
+        out[key] = value.detach().cpu().numpy()
+    else:
+        out[key] = np.asarray(value)
+
+
+def save_record(record: dict, path: Path) -> None:
+    flat: dict = {}
+    _flatten(record, '', flat)
+    np.savez_compressed(path, **flat)
+
+
+def _lists(node):
+    if not isinstance(node, dict):
+        return node
+    node = {name: _lists(item) for name, item in node.items()}
+    if node and all(name.isdigit() for name in node):
+        return [node[str(i)] for i in range(len(node))]
+    return node
+
+
+def load_record(path: Path = OUT) -> dict:
+    """The record as written: tensors (dtype and shape kept), Python scalars
+    and strings, in their dicts and lists (tuples come back as lists)."""
+    root: dict = {}
+    with np.load(path, allow_pickle=False) as data:
+        for key in data.files:
+            *parents, name = key.split('/')
+            node = root
+            for part in parents:
+                node = node.setdefault(part, {})
+            value = data[key]
+            node[name] = value.item() if value.ndim == 0 else torch.from_numpy(value)
+    return _lists(root)
 
 
 def random_boxes(n, seed, ties=False, size=100.0):
@@ -136,7 +185,7 @@ def main() -> int:
         ext=os.path.basename(ext.__file__),
         nms=nms_cases(ops), nms_wrappers=wrapper_cases(ops),
         roi_align=roi_align_cases(ops), roi_align_module=roi_align_module_case(ops))
-    torch.save(record, OUT)
+    save_record(record, OUT)
     print(f'wrote {OUT} ({OUT.stat().st_size / 1024:.0f} KiB): mmcv {mmcv_version} '
           f'({record["ext"]}), torch {torch.__version__}')
     return 0
