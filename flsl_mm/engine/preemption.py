@@ -249,6 +249,6 @@ def requeue_slurm_job() -> tuple[bool, str]:
     return True, f'Slurm job {job} requeued (scontrol requeue {job})'
 
 
-__all__ = ['EXIT_PREEMPTED', 'TrainingPreempted', 'StopSignals', 'IgnoreStopSignals', 'FlagAgreement',
-           'kill_loader_workers', 'install_early', 'take_early',
+__all__ = ['EXIT_PREEMPTED', 'TrainingPreempted', 'StopSignals', 'IgnoreStopSignals',
+           'FlagAgreement', 'kill_loader_workers', 'install_early', 'take_early',
            'signal_numbers', 'slurm_job_id', 'requeue_slurm_job']

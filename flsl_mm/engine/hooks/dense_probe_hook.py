@@ -124,7 +124,6 @@ class DenseProbeHook(Hook):
         self._backbone = None
         self._splits = None  # this rank's part of (train, val)
         self._num_classes = 0
-        self._shards = ''  # images per rank, for the log
         self._train_start = 0.0
         self._session_seconds = 0.0  # probe time since this process started
 
@@ -211,9 +210,9 @@ class DenseProbeHook(Hook):
                                f'{[sz[:2] for _, _, sz in status]}); every rank '
                                'must read the same files')
         if world > 1:
-            self._shards = '+'.join(f'{sz[2]}/{sz[3]}' for _, _, sz in status)
+            shards = '+'.join(f'{sz[2]}/{sz[3]}' for _, _, sz in status)
             message += (f'; tokens embedded on {world} ranks (train/val images '
-                        f'per rank: {self._shards})')
+                        f'per rank: {shards})')
         runner.logger.info(message)
 
     def before_train(self, runner) -> None:
@@ -254,13 +253,17 @@ class DenseProbeHook(Hook):
             dtype = torch.float16 if device.type == 'cuda' else torch.bfloat16
         return dtype
 
+    @staticmethod
+    def _model(runner) -> torch.nn.Module:
+        return runner.model.module if is_model_wrapper(runner.model) else runner.model
+
     def _extract(self, runner) -> tuple[dict, float]:
         """This rank's part of the tokens (``{prefix: (train, val)}``: the
         teacher's, and the student's with ``student``) and its seconds."""
         from flsl_mm.analysis.probe_runner import collect
         from flsl_mm.analysis.tokens import load_backbone_state
         start = time.perf_counter()
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = self._model(runner)
         device = next(model.parameters()).device
         dtype = self._autocast_dtype(runner, device)
         state = {'state_dict': model.state_dict()}
@@ -286,8 +289,7 @@ class DenseProbeHook(Hook):
         """Rank 0: the probes' values on every rank's tokens, in rank order, and
         the seconds of each probe (summed over the teacher and the student)."""
         from flsl_mm.analysis.probe_runner import merge, score
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        device = next(model.parameters()).device
+        device = next(self._model(runner).parameters()).device
         results, stages = {}, {}
         for prefix in shards[0]:
             train = merge([parts[prefix][0] for parts in shards])
@@ -385,7 +387,7 @@ class DenseProbeHook(Hook):
                  f'{elapsed:.0f} s since training (re)started' if elapsed > 0 and step
                  else '')
         parts = ', '.join(f'{k} {v:.1f}' for k, v in stages.items())
-        if self._shards:
+        if self._group is not None:
             parts += f'; tokens on {get_world_size()} ranks'
         runner.logger.info(f'dense probe at iteration {step}: {values}{best}; '
                            f'{seconds:.1f} s ({parts}), all probes '
