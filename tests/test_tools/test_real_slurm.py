@@ -8,6 +8,7 @@ script) and ends bitwise equal to the uninterrupted run.
 Slurm comes from Debian's ``slurm-wlm``; ``.ci/run`` installs it where missing, so
 in CI (``CI`` set) a missing Slurm fails these tests instead of skipping them."""
 import os
+import re
 import shutil
 import signal
 import socket
@@ -198,15 +199,25 @@ def finish_requeued(slurm, job, log, work, reference, signal_name, epochs):
     and it resumes and ends as the reference."""
     slurm.wait(job, ('PENDING',))
     text = log.read_text()
-    assert f'training stopped by {signal_name} after iteration' in text, text[-3000:]
+    # mid-epoch, or at an epoch's end when the signal came in its last iteration
+    stop = re.search(rf'training stopped by {signal_name} (after iteration (\d+) '
+                     r'\(epoch \d+\)|at the end of epoch \d+ \(iteration (\d+)\)); '
+                     r'checkpoint (\S+); ', text)
+    assert stop, text[-3000:]
     assert f'Slurm job {job} requeued' in text
-    saved = sorted(work.glob('iter_*.pth'))
-    assert len(saved) == 1, sorted(p.name for p in work.iterdir())
+    step, mid_epoch = int(stop.group(2) or stop.group(3)), stop.group(2) is not None
+    saved = Path(stop.group(4))
+    assert saved.parent == work and saved.name.startswith('iter_' if mid_epoch
+                                                          else 'epoch_'), saved
+    assert load_checkpoint_file(saved)['meta']['iter'] == step
+    assert len(list(work.glob('iter_*.pth'))) == mid_epoch
     assert slurm.wait(job, ('COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT'),
                       timeout=900) == \
         'COMPLETED', log.read_text()[-3000:] + slurm.logs()
     text = log.read_text()
-    assert 'batches skipped at the sampler' in text  # the resume, by the script
+    # the resume, by the script, from the checkpoint written on the signal
+    assert re.search(rf'resumed epoch: \d+, iter: {step}\b', text), text[-3000:]
+    assert ('batches skipped at the sampler' in text) == mid_epoch
     assert 'Restarts=1' in slurm.run('scontrol', 'show', 'job', job)
     a = load_checkpoint_file(reference / f'epoch_{epochs}.pth')['state_dict']
     b = load_checkpoint_file(work / f'epoch_{epochs}.pth')['state_dict']
