@@ -330,7 +330,8 @@ except Exception as exc:  # rank 1 reads the bad label, rank 0 hears of it
 with open(f'{out}/rank{rank}.json', 'w') as f:
     json.dump(dict(rows=rows, embedded=embedded, log=runner.logger.lines,
                    failures=hook.failures, refused=refused), f)
-dist.destroy_process_group()
+from flsl_mm.utils.dist import shutdown_distributed
+shutdown_distributed()  # barrier first: a rank leaving early aborts the other
 '''
 
 

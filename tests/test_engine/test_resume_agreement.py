@@ -30,7 +30,8 @@ for iters in ([16, 16], [16, 24]):
 json.dump(dict(load_from=runner._load_from, resume=runner._resume,
                messages=messages, errors=errors),
           open(os.environ['OUT'], 'w'))
-dist.destroy_process_group()
+from flsl_mm.utils.dist import shutdown_distributed
+shutdown_distributed()  # barrier first: a rank leaving early aborts the other
 '''
 
 

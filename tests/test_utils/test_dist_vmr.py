@@ -6,7 +6,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from flsl_mm.models import vmr_loss
-from flsl_mm.utils.dist import all_reduce_mean_identity_grad
+from flsl_mm.utils.dist import all_reduce_mean_identity_grad, shutdown_distributed
 
 
 def _worker(rank, world, init_file, logits, out_dir):
@@ -20,8 +20,10 @@ def _worker(rank, world, init_file, logits, out_dir):
         loss.backward()
         torch.save(dict(pbar=pbar.detach(), loss=loss.detach(), grad=chunk.grad),
                    os.path.join(out_dir, f'rank{rank}.pt'))
+        shutdown_distributed()  # barrier first: a rank leaving early aborts the other
     finally:
-        dist.destroy_process_group()
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def test_vmr_two_processes(tmp_path):
