@@ -10,10 +10,10 @@ import torch.distributed as dist
 from mmengine.config import Config
 from mmengine.dist import get_rank, get_world_size
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 
 from flsl_mm.registry import HOOKS
 from .rng_state_hook import preserved_rng_state
+from .runner_model import runner_model
 
 #: the value each probe's best is tracked by (the first probe run, in this order)
 BEST_KEYS = dict(knn='knn_miou', linear='linear_miou', cluster='cluster_miou',
@@ -253,17 +253,13 @@ class DenseProbeHook(Hook):
             dtype = torch.float16 if device.type == 'cuda' else torch.bfloat16
         return dtype
 
-    @staticmethod
-    def _model(runner) -> torch.nn.Module:
-        return runner.model.module if is_model_wrapper(runner.model) else runner.model
-
     def _extract(self, runner) -> tuple[dict, float]:
         """This rank's part of the tokens (``{prefix: (train, val)}``: the
         teacher's, and the student's with ``student``) and its seconds."""
         from flsl_mm.analysis.probe_runner import collect
         from flsl_mm.analysis.tokens import load_backbone_state
         start = time.perf_counter()
-        model = self._model(runner)
+        model = runner_model(runner)
         device = next(model.parameters()).device
         dtype = self._autocast_dtype(runner, device)
         state = {'state_dict': model.state_dict()}
@@ -289,7 +285,7 @@ class DenseProbeHook(Hook):
         """Rank 0: the probes' values on every rank's tokens, in rank order, and
         the seconds of each probe (summed over the teacher and the student)."""
         from flsl_mm.analysis.probe_runner import merge, score
-        device = next(self._model(runner).parameters()).device
+        device = next(runner_model(runner).parameters()).device
         results, stages = {}, {}
         for prefix in shards[0]:
             train = merge([parts[prefix][0] for parts in shards])

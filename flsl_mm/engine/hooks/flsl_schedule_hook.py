@@ -4,10 +4,10 @@ from __future__ import annotations
 import math
 
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 
 from flsl_mm.registry import HOOKS
 from .iter_schedule import logs_after_iter
+from .runner_model import runner_model
 
 
 def cosine_value(start: float, end: float, it: int, total: int) -> float:
@@ -44,13 +44,8 @@ class FLSLScheduleHook(Hook):
         self.start_beta_ca = start_beta_ca
         self._final: dict[str, float] = {}
 
-    @staticmethod
-    def _model(runner):
-        model = runner.model
-        return model.module if is_model_wrapper(model) else model
-
     def before_train(self, runner) -> None:
-        model = self._model(runner)
+        model = runner_model(runner)
         self._final = {}
         for name, start in (('upsilon', self.start_intraview),
                             ('beta_sa', self.start_beta_sa),
@@ -63,7 +58,7 @@ class FLSLScheduleHook(Hook):
                 self._final[name] = getattr(owner, name)
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
-        model = self._model(runner)
+        model = runner_model(runner)
         it, total = runner.iter, runner.max_iters
         model.loss_module.set_epoch(runner.epoch)
         if self.start_intraview is not None:

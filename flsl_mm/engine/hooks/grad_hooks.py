@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import torch
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 
 from flsl_mm.registry import HOOKS
-
-
-def _unwrap(runner):
-    return runner.model.module if is_model_wrapper(runner.model) else runner.model
+from .runner_model import runner_model
 
 
 def _wrappers(runner):
@@ -66,7 +62,7 @@ class PerParamGradClipHook(Hook):
         self._unscaling = []
 
     def before_train(self, runner) -> None:
-        params = [p for p in _unwrap(runner).parameters() if p.requires_grad]
+        params = [p for p in runner_model(runner).parameters() if p.requires_grad]
 
         def clip(*_) -> None:  # a step pre-hook must return None
             clip_grad_per_param(params, self.max_norm)
@@ -115,7 +111,7 @@ class FreezeLastLayerHook(Hook):
         self._handles = []
 
     def before_train(self, runner) -> None:
-        params = _unwrap(runner).head.last_layer_parameters()
+        params = runner_model(runner).head.last_layer_parameters()
 
         def cancel(*_) -> None:
             if runner.epoch < self.freeze_last_layer:

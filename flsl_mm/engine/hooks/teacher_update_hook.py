@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 
 from flsl_mm.registry import HOOKS
 from .iter_schedule import logs_after_iter
+from .runner_model import runner_model
 
 
 @HOOKS.register_module()
@@ -29,7 +29,7 @@ class FLSLTeacherUpdateHook(Hook):
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs=None) -> None:
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = runner_model(runner)
         model.update_teacher()
         # the momentum of the step just taken (steps was incremented by it)
         ema = model.teacher
