@@ -79,6 +79,26 @@ def pipeline(method: str, on_device: bool):
                          meta_keys=['img_path'])])
 
 
+def collate_of(method: str, on_device: bool):
+    """The published configs' collate function of each path."""
+    from mmengine.dataset import default_collate
+
+    from flsl_mm.datasets import flsl_collate, pack_images_collate
+    if on_device:
+        return pack_images_collate
+    return flsl_collate if method == 'flsl' else default_collate
+
+
+def preprocessor_of(on_device: bool, device: str = 'cpu'):
+    """The published configs' data preprocessor of each path, on ``device``."""
+    from flsl_mm.models import DeviceViewPreprocessor, MultiViewDataPreprocessor
+    mean, std = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
+    pre = (DeviceViewPreprocessor(mean, std) if on_device else
+           MultiViewDataPreprocessor(mean=mean, std=std, to_rgb=True,
+                                     non_blocking=True))
+    return pre.to(device)
+
+
 class SeededImages:
     """``transform`` of image ``i % len(paths)`` under the seed of position
     ``i`` (as :class:`~flsl_mm.datasets.SampleSeededDataset` in a worker)."""
@@ -124,22 +144,14 @@ def feed_rate(method: str, on_device: bool, paths, workers: int, batch: int,
               batches: int, device: str) -> float:
     """Images per second that ``workers`` loader processes plus the data
     preprocessor on ``device`` deliver as normalised view batches (what one GPU
-    gets): the published path (views in the workers, ``SelfSupDataPreprocessor``)
+    gets): the published path (views in the workers, ``MultiViewDataPreprocessor``)
     or the ``-gpuaug`` path (``DeviceViewPreprocessor``). Pinned memory on CUDA."""
     import torch
-    from mmengine.dataset import default_collate
-    from mmpretrain.models import SelfSupDataPreprocessor
     from torch.utils.data import DataLoader
-
-    from flsl_mm.datasets import pack_images_collate
-    from flsl_mm.models import DeviceViewPreprocessor
-    mean, std = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
-    pre = (DeviceViewPreprocessor(mean, std) if on_device else
-           SelfSupDataPreprocessor(mean=mean, std=std, to_rgb=True,
-                                   non_blocking=True)).to(device)
+    pre = preprocessor_of(on_device, device)
     loader = DataLoader(SeededImages(pipeline(method, on_device), paths),
                         batch_size=batch, num_workers=workers,
-                        collate_fn=pack_images_collate if on_device else default_collate,
+                        collate_fn=collate_of(method, on_device),
                         pin_memory=device == 'cuda', persistent_workers=False)
     sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
     it = iter(loader)
@@ -173,11 +185,9 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     import flsl_mm  # noqa: F401  (registers the transforms)
     from mmcv.transforms import Compose
-    from mmengine.dataset import default_collate
     from mmengine.registry import DefaultScope
 
     from flsl_mm.datasets import pack_images_collate
-    from flsl_mm.models import DeviceViewPreprocessor
 
     r = dict(method=args.method, image_size=args.image_size, images=args.images)
     with tempfile.TemporaryDirectory() as tmp, \
@@ -192,7 +202,7 @@ def main(argv=None) -> int:
         r['ratio_per_core'] = round(r['device_path_images_per_s']
                                     / r['cpu_path_images_per_s'], 2)
         r['loader_batch'] = args.batch
-        for name, t, collate in (('cpu_path', cpu_path, default_collate),
+        for name, t, collate in (('cpu_path', cpu_path, collate_of(args.method, False)),
                                  ('device_path', dev_path, pack_images_collate)):
             r[f'{name}_one_worker_images_per_s'] = round(loader_throughput(
                 t, paths, collate, args.batch, args.loader_batches), 1)
@@ -208,7 +218,7 @@ def main(argv=None) -> int:
                     args.loader_batches, args.device), 1)
             r['feed_workers'] = args.feed_workers
     torch.set_num_threads(os.cpu_count() or 1)  # the device step: all cores
-    pre = DeviceViewPreprocessor().to(args.device)
+    pre = preprocessor_of(True, args.device)
     pre(batch, training=True)  # warm-up
     sync = torch.cuda.synchronize if args.device == 'cuda' else (lambda: None)
     sync()

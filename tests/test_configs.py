@@ -360,7 +360,7 @@ def test_gpuaug_config_changes_only_where_the_views_are_made(path):
     pre_c, pre_p = child['model'].pop('data_preprocessor'), parent['model'].pop(
         'data_preprocessor')
     assert pre_c['type'] == 'DeviceViewPreprocessor'
-    assert pre_p['type'] == 'SelfSupDataPreprocessor' and pre_p['to_rgb']
+    assert pre_p['type'] == 'MultiViewDataPreprocessor' and pre_p['to_rgb']
     assert (pre_c['mean'], pre_c['std']) == (pre_p['mean'], pre_p['std'])
     assert child['train_dataloader'].pop('collate_fn') == dict(type='pack_images_collate')
     parent['train_dataloader'].pop('collate_fn')

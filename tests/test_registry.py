@@ -20,6 +20,8 @@ COMPONENTS = [
     ('HOOKS', 'ResumableCheckpointHook'), ('HOOKS', 'DenseProbeHook'), ('LOOPS', 'ResumableEpochBasedTrainLoop'),
     ('DATA_SAMPLERS', 'SeededSampler'), ('MODELS', 'DeviceViewPreprocessor'),
     ('TRANSFORMS', 'LoadImageLikeImageFolder'), ('FUNCTIONS', 'pack_images_collate'),
+    ('FUNCTIONS', 'flsl_collate'), ('MODELS', 'MultiViewDataPreprocessor'),
+    ('HOOKS', 'HostSyncHook'),
 ]
 # Names a library also registers, in the scope where the library's wins (its
 # own registry is searched first): docs/registry.md. mmdet's DINO is the DETR
@@ -66,8 +68,9 @@ def test_resolvable_from_scope(scope, registry_name, name):
 
 @pytest.mark.parametrize('scope', [None, 'mmengine', 'mmpretrain', 'mmdet'])
 def test_algorithm_builds_whatever_default_scope_is_current(scope):
-    """mmpretrain's SelfSupDataPreprocessor (the algorithm's default) is named with
-    its scope: building FLSL after a Runner made 'mmengine' current still works."""
+    """The algorithm's default data preprocessor (flsl_mm's
+    MultiViewDataPreprocessor, in the root registry) is found whatever default
+    scope a Runner made current."""
     from flsl_mm.models import FLSL
     cfg = dict(backbone=dict(type='FLSLViT', patch_size=16,
                              arch=dict(embed_dims=32, num_layers=1, num_heads=2)),
@@ -75,4 +78,4 @@ def test_algorithm_builds_whatever_default_scope_is_current(scope):
                          hidden_channels=24, bottleneck_channels=8))
     with DefaultScope.overwrite_default_scope(scope):
         model = FLSL(**cfg)
-    assert type(model.data_preprocessor).__name__ == 'SelfSupDataPreprocessor'
+    assert type(model.data_preprocessor).__name__ == 'MultiViewDataPreprocessor'

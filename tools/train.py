@@ -33,6 +33,11 @@ def parse_args(argv=None):
         'last checkpoint (ResumableCheckpointHook interval_minutes)')
     parser.add_argument('--amp', action='store_true',
                         help='mixed precision (AmpOptimWrapper); needs a GPU')
+    parser.add_argument(
+        '--compile', action='store_true',
+        help='compile the pretraining step (views -> losses) with torch.compile('
+        'fullgraph=True), static shapes (model.compile; docs/pretraining.md, '
+        '"Compiled step")')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the lr linearly with the total batch size '
                         '(relative to auto_scale_lr.base_batch_size)')
@@ -94,6 +99,22 @@ def set_checkpoint_intervals(cfg: Config, args) -> None:
     hook.update(wanted)
 
 
+def set_compile(cfg: Config, config: str) -> None:
+    """--compile: the pretraining model's ``compile`` (its step compiled with
+    ``fullgraph=True``); refused for other models."""
+    from mmengine.registry import MODELS
+
+    from flsl_mm.models import StudentTeacher
+    with MODELS.switch_scope_and_registry(cfg.get('default_scope')) as registry:
+        model_type = registry.get(cfg.model.get('type'))
+    if not (isinstance(model_type, type) and issubclass(model_type, StudentTeacher)):
+        raise SystemExit(f'--compile compiles the pretraining step of FLSL / DINO; '
+                         f'{config} trains {cfg.model.get("type")} (mmengine\'s own '
+                         "compile=True in the config compiles a model's train_step)")
+    if not cfg.model.get('compile'):
+        cfg.model.compile = True
+
+
 def trust_checkpoints(cfg, args) -> None:
     """``--trust-checkpoint`` and the config's ``trust_checkpoints`` list: the files
     that may be loaded with a full pickle load (docs/checkpoints.md)."""
@@ -134,6 +155,8 @@ def build_cfg(args) -> Config:
         if cfg.optim_wrapper.get('type', 'OptimWrapper') != 'AmpOptimWrapper':
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if args.compile:
+        set_compile(cfg, args.config)
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
             raise SystemExit('--auto-scale-lr: the config has no '

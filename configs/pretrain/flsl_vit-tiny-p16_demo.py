@@ -31,7 +31,7 @@ train_dataloader = dict(
     num_workers=2,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
+    collate_fn=dict(type='flsl_collate'),  # + the query indices (one tensor per view)
     dataset=dict(type='DemoImageDataset', data_root=data_root, split='train',
                  pipeline=train_pipeline))
 

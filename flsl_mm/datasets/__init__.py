@@ -1,4 +1,4 @@
-from .collate import pack_images_collate, unpack_images
+from .collate import flsl_collate, pack_images_collate, query_index
 from .demo_data import ensure_demo_data, make_demo_data
 from .demo_dataset import DemoCocoDataset, DemoImageDataset
 from .demo_seg_dataset import DemoSegDataset
@@ -13,5 +13,5 @@ __all__ = [
     'FLSLMultiView', 'DINOMultiCrop', 'query_mask', 'make_demo_data', 'ensure_demo_data',
     'DemoImageDataset', 'DemoCocoDataset', 'DemoSegDataset', 'UAVDTDataset', 'make_uavdt_demo',
     'SampleSeededDataset', 'SeededSampler', 'LoadImageLikeImageFolder',
-    'pack_images_collate', 'unpack_images'
+    'pack_images_collate', 'flsl_collate', 'query_index'
 ]

@@ -1,29 +1,95 @@
-"""Collation of the device view path's samples: decoded images of any size in
-one flat buffer (docs/pretraining.md, "Views")."""
+"""Collation of FLSL's batches: every host array a training iteration needs
+goes into a few batch tensors that the loader pins and the data preprocessor
+copies to the device once each, asynchronously (docs/pretraining.md, "Host
+synchronisations")."""
 from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import torch
-from mmengine.dataset import pseudo_collate
+from mmengine.dataset import default_collate, pseudo_collate
 from torch.utils.data import get_worker_info
 
 from flsl_mm.registry import FUNCTIONS
+from .view_plan import make_view_plan, pack_groups
+
+
+def _sample(item):
+    return item['data_samples'] if isinstance(item, dict) else item
+
+
+def query_index(data_samples: Sequence) -> list[torch.Tensor] | None:
+    """Per student view, the ``(B, M)`` int64 token indices of the samples'
+    queries (``query_masks`` of :class:`FLSLMultiView`), each row in order;
+    None when the samples have no query masks. Every sample of a batch must
+    have the same number of queries per view and masks of the same length."""
+    if not data_samples or 'query_masks' not in data_samples[0]:
+        return None
+    masks = [s.query_masks for s in data_samples]
+    views = len(masks[0])
+    if any(len(m) != views for m in masks):
+        raise ValueError('query masks: the samples of a batch have different numbers '
+                         'of student views')
+    out = []
+    for v in range(views):
+        view = [np.asarray(m[v], dtype=bool).reshape(-1) for m in masks]
+        if len({m.size for m in view}) != 1:
+            raise ValueError(f'student view {v}: query masks of different lengths in '
+                             f'one batch ({sorted({m.size for m in view})} tokens)')
+        stacked = np.stack(view)
+        counts = stacked.sum(1)
+        if (counts != counts[0]).any():
+            raise ValueError(f'student view {v}: query counts differ across the '
+                             f'batch ({sorted(set(counts.tolist()))})')
+        # nonzero is row-major: each row's indices come out in order
+        out.append(torch.from_numpy(np.nonzero(stacked)[1].reshape(len(view), -1)
+                                    .astype(np.int64)))
+    return out
+
+
+@FUNCTIONS.register_module()
+def flsl_collate(data_batch: Sequence[dict]) -> dict:
+    """mmengine's ``default_collate`` (views stacked per view), plus the
+    batch's ``query_index`` (:func:`query_index`) when the samples carry query
+    masks: one ``(B, M)`` tensor per student view, so that the model gathers its
+    queries with no host work of its own."""
+    out = default_collate(data_batch)
+    index = query_index([_sample(item) for item in data_batch])
+    if index is not None:
+        out['query_index'] = index
+    return out
+
+
+def _buffer(numel: int, dtype: torch.dtype) -> torch.Tensor:
+    """An empty tensor, in shared memory inside a loader worker (the batch then
+    reaches the main process as one segment, as torch's ``default_collate``
+    does)."""
+    if get_worker_info() is not None:
+        storage = torch.UntypedStorage._new_shared(
+            numel * torch.empty((), dtype=dtype).element_size())
+        return torch.empty(0, dtype=dtype).set_(storage).view(-1)[:numel]
+    return torch.empty(numel, dtype=dtype)
 
 
 @FUNCTIONS.register_module()
 def pack_images_collate(data_batch: Sequence[dict]) -> dict:
-    """mmengine's ``pseudo_collate`` (data samples in a list), with the samples'
-    images (RGB uint8 ``3xHxW`` tensors of any size, ``inputs``) packed into one
-    flat uint8 tensor, each image height-width-channel: ``inputs`` becomes
-    ``dict(packed=<flat uint8>, shapes=[(H, W), ...])``.
+    """The device view path's batch: mmengine's ``pseudo_collate`` for the data
+    samples, and ``inputs`` the dict of
 
-    In a loader worker the buffer is allocated in shared memory, as torch's
-    ``default_collate`` does, so the batch reaches the main process as one
-    segment instead of one per image; pinned (``pin_memory=True``) it reaches
-    the GPU in one asynchronous copy. :class:`DeviceViewPreprocessor` unpacks it.
+    * ``images``: the decoded images (RGB uint8 ``3xHxW`` tensors of any size),
+      grouped by similar shapes and zero-padded per group, channels last, one
+      flat uint8 tensor;
+    * ``ints`` / ``floats``: the view plan's int32 / float32 buffers
+      (:func:`~.view_plan.make_view_plan`: PIL's resampling taps, the rows of
+      every photometric operation, ...);
+    * ``plan``: its host half (shapes, counts, where each array is).
+
+    Plus ``query_index`` (:func:`query_index`) for FLSL's samples. Pinned
+    (``pin_memory=True``), each tensor reaches the GPU in one asynchronous copy;
+    :class:`DeviceViewPreprocessor` makes the views from them.
     """
-    images = [sample['inputs'] for sample in data_batch]
+    images = [item['inputs'] for item in data_batch]
     for img in images:
         if not (isinstance(img, torch.Tensor) and img.dtype == torch.uint8
                 and img.ndim == 3 and img.shape[0] == 3):
@@ -31,36 +97,27 @@ def pack_images_collate(data_batch: Sequence[dict]) -> dict:
                             '(LoadImageLikeImageFolder(to_tensor=True) and a view '
                             f'transform with on_device=True), got {type(img).__name__} '
                             f'{tuple(getattr(img, "shape", ()))}')
-    numel = sum(img.numel() for img in images)
-    if get_worker_info() is not None:
-        storage = images[0]._typed_storage()._new_shared(numel, device='cpu')
-        packed = images[0].new(storage)[:numel]
-    else:
-        packed = torch.empty(numel, dtype=torch.uint8)
-    offset = 0
-    for img in images:
-        n = img.numel()
-        packed[offset:offset + n].view(img.shape[1], img.shape[2], 3).copy_(
-            img.permute(1, 2, 0))  # a memcpy for decode_jpeg's channels-last output
-        offset += n
-    out = pseudo_collate([{k: v for k, v in s.items() if k != 'inputs'}
-                          for s in data_batch])
-    out['inputs'] = dict(packed=packed,
-                         shapes=[(int(img.shape[1]), int(img.shape[2])) for img in images])
+    samples = [_sample(item) for item in data_batch]
+    params = []
+    for sample in samples:
+        if 'view_params' not in sample:
+            raise KeyError(
+                f'pack_images_collate: data sample of '
+                f'{sample.metainfo.get("img_path", "an image")} has no view_params: '
+                'use FLSLMultiView / DINOMultiCrop with on_device=True and pack '
+                "with algorithm_keys=[..., 'view_params']")
+        params.append(sample.view_params)
+    plan, ints, floats = make_view_plan([tuple(img.shape[1:]) for img in images], params)
+    packed = _buffer(plan.image_bytes, torch.uint8)
+    pack_groups(images, plan, packed.numpy())
+    out = pseudo_collate([{k: v for k, v in item.items() if k != 'inputs'}
+                          for item in data_batch])
+    out['inputs'] = dict(images=packed, ints=torch.from_numpy(ints),
+                         floats=torch.from_numpy(floats), plan=plan)
+    index = query_index(samples)
+    if index is not None:
+        out['query_index'] = index
     return out
 
 
-def unpack_images(packed: torch.Tensor, shapes: Sequence[tuple[int, int]]
-                  ) -> list[torch.Tensor]:
-    """The ``3xHxW`` views of :func:`pack_images_collate`'s images (no copy)."""
-    images, offset = [], 0
-    for h, w in shapes:
-        images.append(packed[offset:offset + h * w * 3].view(h, w, 3).permute(2, 0, 1))
-        offset += h * w * 3
-    if offset != packed.numel():
-        raise ValueError(f'packed images: {packed.numel()} bytes for shapes that '
-                         f'need {offset}')
-    return images
-
-
-__all__ = ['pack_images_collate', 'unpack_images']
+__all__ = ['query_index', 'flsl_collate', 'pack_images_collate']

@@ -2,6 +2,7 @@ from .hooks.deferred_runtime_info_hook import DeferredRuntimeInfoHook
 from .hooks.dense_probe_hook import DenseProbeHook
 from .hooks.flsl_schedule_hook import DINOScheduleHook, FLSLScheduleHook
 from .hooks.grad_hooks import FreezeLastLayerHook, PerParamGradClipHook
+from .hooks.host_sync_hook import HostSyncError, HostSyncHook
 from .hooks.non_finite_loss_hook import NonFiniteLossHook
 from .hooks.resumable_checkpoint_hook import ResumableCheckpointHook
 from .hooks.rng_state_hook import RNGStateHook
@@ -12,6 +13,7 @@ from .optimizers import (FLSLOptimWrapperConstructor,
 
 __all__ = [
     'DeferredRuntimeInfoHook', 'DenseProbeHook', 'FLSLScheduleHook', 'DINOScheduleHook', 'FreezeLastLayerHook', 'PerParamGradClipHook',
+    'HostSyncHook', 'HostSyncError',
     'NonFiniteLossHook', 'RNGStateHook', 'ResumableCheckpointHook',
     'ResumableEpochBasedTrainLoop', 'FLSLTeacherUpdateHook',
     'LayerDecayOptimWrapperConstructor', 'FLSLOptimWrapperConstructor'

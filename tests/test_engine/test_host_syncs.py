@@ -1,70 +1,33 @@
-"""A real FLSL ``runner.train()`` reads nothing on the host between logging
-intervals: no ``item`` / ``float`` / ``int`` / ``bool`` / ``tolist`` / ``numpy`` /
-``cpu`` of a tensor in the iterations that are not logged (on a GPU each would
-stall the device until its queue drains). Monitors and the non-finite check run
-at the logging interval; logs and weights are the same as with every-iteration
+"""A real FLSL ``runner.train()`` makes no host synchronisation between
+logging intervals, on both view paths (views made by the loader workers, or
+on the training device): counted by :class:`HostSyncHook` over the whole
+iteration (preprocessing and views, forwards, loss, backward, clipping,
+freezing, the optimiser step, the EMA update, schedules, every hook), raising
+at the first one with its stack. Monitors and the non-finite check run at the
+logging interval; logs and weights are the same as with every-iteration
 monitors."""
 import json
-import traceback
 from pathlib import Path
 
+import pytest
 import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
+from flsl_mm.engine import HostSyncError
+
 REPO = Path(__file__).resolve().parents[2]
 CFG = REPO / 'configs/pretrain/flsl_vit-tiny-p16_demo.py'
-READS = ('item', 'tolist', 'numpy', 'cpu', '__float__', '__int__', '__bool__')
-HOST_BY_DESIGN = '/torch/optim/'
 
 
-class HostReads:
-    """Counts host reads of tensors while ``on`` (with where they came from)."""
-
-    def __init__(self, monkeypatch) -> None:
-        self.on, self.calls = False, []
-        for name in READS:
-            original = getattr(torch.Tensor, name)
-
-            def spy(tensor, *args, _name=name, _original=original, **kwargs):
-                if self.on:
-                    where = traceback.extract_stack(limit=4)[-2]
-                    # PyTorch's AdamW keeps its step counts on the CPU (unless
-                    # capturable / fused), with a GPU too: host values by design
-                    if HOST_BY_DESIGN not in where.filename.replace('\\', '/'):
-                        self.calls.append(
-                            f'{_name} at {where.filename}:{where.lineno}')
-                return _original(tensor, *args, **kwargs)
-            monkeypatch.setattr(torch.Tensor, name, spy)
-
-
-class CountFrom(Hook):
-    priority = 'HIGHEST'  # before every other hook of the iteration
-
-    def __init__(self, reads, iters) -> None:
-        self.reads, self.iters = reads, iters
-
-    def before_train_iter(self, runner, batch_idx, data_batch=None):
-        self.reads.on = runner.iter in self.iters
-
-
-class CountTo(Hook):
-    priority = 'LOWEST'  # after every other hook of the iteration
-
-    def __init__(self, reads) -> None:
-        self.reads = reads
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        self.reads.on = False
-
-
-def make_runner(demo_root, work_dir, **model):
-    cfg = Config.fromfile(CFG)
+def make_runner(demo_root, work_dir, config=CFG, **model):
+    cfg = Config.fromfile(config)
     cfg.merge_from_dict({
         'train_dataloader.dataset.data_root': str(demo_root),
         'train_dataloader.num_workers': 0,
         'train_dataloader.persistent_workers': False,
+        'train_dataloader.pin_memory': True,  # as on a GPU (ignored on the CPU)
         'train_dataloader.batch_size': 4,
         'train_dataloader.dataset.indices': 16,  # 4 iterations per epoch
         'train_cfg.max_epochs': 1,
@@ -73,29 +36,48 @@ def make_runner(demo_root, work_dir, **model):
         'default_hooks.checkpoint.save_last': False,
         'log_processor.window_size': 2,
         'randomness.seed': 0,
+        'custom_hooks': [],
     })
     cfg.model.update(model)
     cfg.work_dir = str(work_dir)
     return cfg
 
 
-def test_no_host_reads_between_logging_intervals(demo_root, tmp_path, monkeypatch):
-    reads = HostReads(monkeypatch)
-    cfg = make_runner(demo_root, tmp_path / 'run')
-    # iterations 1 and 2 (0-based): neither logged, nor an epoch end or a save
+class ReadsTheLoss(Hook):
+    """A hook that reads a device value every iteration (a sync)."""
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        float(outputs['loss'])
+
+
+@pytest.mark.parametrize('views,config,copies', [
+    # loader views: 4 view batches + 3 query indices; device views: the
+    # images, the plan's two buffers + 3 query indices
+    ('loader', CFG, 7),
+    ('device', REPO / 'configs/pretrain/flsl_vit-tiny-p16_demo-gpuaug.py', 6),
+    ('dino', REPO / 'configs/pretrain/dino_vit-tiny-p16_demo.py', 12)])  # 12 crops
+def test_no_host_syncs_between_logging_intervals(demo_root, tmp_path, views, config,
+                                                 copies):
+    cfg = make_runner(demo_root, tmp_path / 'run', config)
+    cfg.custom_hooks = [dict(type='HostSyncHook', raise_on_sync=True)]
     runner = Runner.from_cfg(cfg)
-    runner.register_hook(CountFrom(reads, iters=(1, 2)))
-    runner.register_hook(CountTo(reads))
     runner.train()
     assert runner.iter == 4
-    assert reads.calls == [], '\n'.join(reads.calls)
-    # the spy works: the logged iteration (0-based 3) does read on the host
-    cfg.work_dir = str(tmp_path / 'run2')
+    summary = json.loads((tmp_path / 'run' / 'host_syncs.json').read_text())
+    assert summary['iterations'] == 4 and summary['read_points'] == 1
+    assert summary['syncs_outside_read_points'] == 0
+    # one pinned, asynchronous copy per input buffer, nothing else
+    assert summary['transfers_per_iteration'] == copies
+    # the counter sees the logged iteration's reads (the spy works)
+    assert summary['syncs_at_read_points'] > 0
+    # with the sync injected, the run stops at it, naming where it came from
+    cfg = make_runner(demo_root, tmp_path / 'run2', config)
+    cfg.custom_hooks = [dict(type='HostSyncHook', raise_on_sync=True)]
     runner = Runner.from_cfg(cfg)
-    runner.register_hook(CountFrom(reads, iters=(3,)))
-    runner.register_hook(CountTo(reads))
-    runner.train()
-    assert reads.calls, 'no host read counted at the logged iteration'
+    runner.register_hook(ReadsTheLoss())
+    with pytest.raises(HostSyncError, match='training iteration 1') as err:
+        runner.train()
+    assert 'test_host_syncs.py' in str(err.value) and '__float__' in str(err.value)
 
 
 def scalars(work_dir):

@@ -133,7 +133,12 @@ def test_mask_size_mismatch_is_explained():
     model = build()
     inputs, samples = make_batch()
     samples[0].query_masks[0] = query_mask(5, 2)
-    with pytest.raises(ValueError, match='query mask of student view 0'):
+    with pytest.raises(ValueError, match='view 0: query masks of different lengths'):
+        model.loss(inputs, samples)
+    for s in samples:  # the whole batch: against the view's token grid
+        s.query_masks[0] = query_mask(5, 2)
+    with pytest.raises(ValueError, match='query mask of student view 0 has 25 '
+                       'entries but the view has 16 tokens'):
         model.loss(inputs, samples)
 
 

@@ -23,8 +23,18 @@ def test_quick_cpu_run_covers_every_check(repo_root, tmp_path):
     out, report = gpu_check(repo_root, tmp_path / 'check', '--dist-on-cpu')
     res = report['results']
     assert report['device'] == 'cpu' and report['quick'] is True
-    assert list(res) == ['ops', 'views', 'pretrain', 'mask_rcnn', 'semantic_fpn', 'davis',
-                         'dist_resume']
+    assert list(res) == ['ops', 'views', 'step', 'pretrain', 'mask_rcnn',
+                         'semantic_fpn', 'davis', 'dist_resume']
+    # the step: both view paths, bf16 / fp16, eager / compiled; no host sync
+    # between logged iterations (flsl_mm's counter on the CPU)
+    runs = res['step']['runs']
+    assert sorted(runs) == sorted(['loader_bf16', 'loader_fp16', 'loader_bf16_compiled',
+                                   'device_bf16', 'device_fp16', 'device_bf16_compiled'])
+    for name, run in runs.items():
+        assert run['status'] == 'ok', (name, run)
+        assert run['syncs_per_iter'] == 0 and 'HostSyncCounter' in run['counted_by']
+        assert run['images_per_s'] > 0 and run['iterations'] == 4
+    assert '| device | bf16 -> float32 (CPU) | yes |' in out
     # the loader feed, views in the workers vs on the device (one worker here)
     views = res['views']
     assert views['status'] == 'ok' and views['workers'] >= 1

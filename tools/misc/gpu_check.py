@@ -16,6 +16,10 @@ subprocess of its own, on generated data in ``--out-dir``):
    count workers): normalised FLSL view batches per second, views made by the
    workers with PIL (the published configs) vs on the GPU (the ``-gpuaug``
    configs), on generated 375 x 500 JPEGs (``benchmarks/view_loader.py``).
+2b. ``step``: the published ViT-S/16 pretraining at batch 64, both view paths,
+   bf16 and fp16, eager and compiled (bf16): time per iteration, images/s, data
+   wait, peak memory, host syncs per iteration (``torch.cuda.set_sync_debug_mode``
+   via ``HostSyncHook``); a table of its own.
 3. ``pretrain``: the published ViT-S/16 FLSL config (K 4096, 2 x 224 + 2 x 96
    views, AMP fp16 on CUDA, batch 64): ``runner.train()`` with its hooks and
    loader; iterations/s, data wait, peak GPU memory.
@@ -49,18 +53,25 @@ sys.path.insert(0, str(REPO))  # the flsl_mm of this checkout
 PRETRAIN_CFG = 'configs/pretrain/flsl_vit-small-p16_8xb64-300e_in1k.py'
 MASK_RCNN_CFG = 'configs/det_coco/mask-rcnn_flsl-vit-small-p16_fpn_1x_coco.py'
 SEMFPN_CFG = 'configs/seg_ade20k/semfpn_flsl-vit-small-p16_8xb4-40k_ade20k-512x512.py'
-CHECKS = ('ops', 'views', 'pretrain', 'mask_rcnn', 'semantic_fpn', 'davis', 'dist_resume')
+PRETRAIN_GPUAUG_CFG = 'configs/pretrain/flsl_vit-small-p16_8xb64-300e_in1k-gpuaug.py'
+CHECKS = ('ops', 'views', 'step', 'pretrain', 'mask_rcnn', 'semantic_fpn', 'davis',
+          'dist_resume')
+# the step check's runs: (view path, precision, compiled)
+STEP_RUNS = [(views, dtype, compiled) for views in ('loader', 'device')
+             for dtype, compiled in (('bf16', False), ('fp16', False), ('bf16', True))]
 
 # full size (GPU) / --quick (toy) settings of each check
 SIZES = {
     False: dict(pretrain_batch=64, pretrain_images=512, pretrain_epochs=4,
                 det_size=1024, det_iters=20, seg_batch=4, seg_iters=20,
                 davis_frames=12, data_hw=(256, 320), dist_batch=16,
-                views_images=128, views_hw=(375, 500), views_batches=8),
+                views_images=128, views_hw=(375, 500), views_batches=8,
+                step_images=256, step_epochs=4),
     True: dict(pretrain_batch=2, pretrain_images=8, pretrain_epochs=2,
                det_size=128, det_iters=2, seg_batch=1, seg_iters=2,
                davis_frames=3, data_hw=(64, 80), dist_batch=2,
-               views_images=8, views_hw=(120, 160), views_batches=2),
+               views_images=8, views_hw=(120, 160), views_batches=2,
+               step_images=4, step_epochs=2),
 }
 
 
@@ -223,6 +234,69 @@ def check_views(device, quick, out_dir, workers) -> dict:
                 ratio=round(rates['device_path'] / rates['pil_path'], 2))
 
 
+def check_step(device, quick, out_dir, workers) -> dict:
+    """The published ViT-S/16 pretraining at batch 64 through ``tools/train.py``
+    on generated 375 x 500 JPEGs (an image folder, as ImageNet): per view path
+    (loader / device) x precision (bf16 / fp16 AMP) x eager / compiled
+    (``--compile``; bf16), from :class:`HostSyncHook`'s record: time per
+    iteration (median after the first two), images/s, the wait for data, peak
+    GPU memory, and host syncs per iteration outside the logged ones
+    (``torch.cuda.set_sync_debug_mode`` on a GPU; flsl_mm's counter on the
+    CPU, where the compiled runs use the ``aot_eager`` backend with
+    ``--quick``: no C++ build)."""
+    from benchmarks import view_loader
+    size = SIZES[quick]
+    batch = size['pretrain_batch']
+    jpegs = out_dir / 'step_jpegs'
+    view_loader.make_jpegs_once(jpegs / 'train', size['step_images'],
+                                size['views_hw'])
+    runs = {}
+    for views, dtype, compiled in STEP_RUNS:
+        name = f'{views}_{dtype}' + ('_compiled' if compiled else '')
+        config = PRETRAIN_GPUAUG_CFG if views == 'device' else PRETRAIN_CFG
+        options = no_eval({
+            'train_dataloader.dataset.data_root': str(jpegs),
+            'train_cfg.max_epochs': size['step_epochs'],
+            'custom_hooks': [dict(type='HostSyncHook')],
+            'default_hooks.logger.interval': 5,  # most iterations are not logged
+        })
+        options.update({f'train_dataloader.{k}': v for k, v in
+                        loader(workers, batch).items()})
+        if dtype == 'bf16':
+            options['optim_wrapper.dtype'] = 'bfloat16'
+            options['optim_wrapper.loss_scale'] = dict(_delete_=True, enabled=False)
+        if compiled:
+            options['model.compile'] = dict(backend='inductor') if device == 'cuda' \
+                or not quick else dict(backend='aot_eager')
+        try:
+            cfg_file, amp = write_config(f'step_{name}', config, options, out_dir,
+                                         device)
+            start = time.time()
+            run_logged(['tools/train.py', str(cfg_file)], cfg_file.parent / 'train.log',
+                       device)
+            record = json.loads((cfg_file.parent / 'host_syncs.json').read_text())
+        except Exception as exc:  # report the run and go on with the next
+            runs[name] = dict(status='failed', error=str(exc).splitlines()[0][:200])
+            continue
+        outside = [r for r in record['per_iteration'] if not r['read_point']]
+        it_s = record['median_iter_s']
+        runs[name] = dict(
+            status='ok', amp=dtype if amp else f'{dtype} -> float32 (CPU)',
+            iterations=record['iterations'],
+            ms_per_iter=round(1000 * it_s, 1) if it_s else None,
+            images_per_s=round(batch / it_s, 1) if it_s else None,
+            data_wait_ms=round(1000 * (record['median_data_s'] or 0), 1),
+            peak_mem_mib=record.get('peak_gpu_mib'),
+            syncs_per_iter=round(record['syncs_outside_read_points']
+                                 / max(1, len(outside)), 2),
+            counted_by=record['counted_by'], seconds=round(time.time() - start, 1))
+    failed = [n for n, r in runs.items() if r['status'] != 'ok']
+    if failed and len(failed) == len(runs):
+        raise RuntimeError(f'every step run failed: {runs[failed[0]]["error"]}')
+    return dict(batch=batch, workers=workers, image_hw=list(size['views_hw']),
+                runs=runs)
+
+
 def check_pretrain(device, quick, data, out_dir, workers) -> dict:
     from mmengine.config import Config
     size = SIZES[quick]
@@ -379,6 +453,8 @@ def table(results: dict) -> str:
             text = (f"{res['workers']} workers: PIL path {res['pil_path_images_per_s']} "
                     f"img/s, device path {res['device_path_images_per_s']} img/s "
                     f"({res['ratio']}x)")
+        elif name == 'step':
+            text = f"batch {res['batch']}, {res['workers']} workers (table below)"
         elif name == 'dist_resume':
             text = f"2 processes saved and resumed, {res['seconds']} s"
         else:
@@ -390,8 +466,29 @@ def table(results: dict) -> str:
             text += f", loss {res['loss_first']:.3f} -> {res['loss_last']:.3f}"
         rows.append((name, status, text))
     widths = [max(len(r[i]) for r in rows) for i in range(2)]
-    return '\n'.join(f'{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]}'
-                     for r in rows)
+    out = '\n'.join(f'{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]}'
+                    for r in rows)
+    step = results.get('step', {})
+    if step.get('runs'):
+        out += '\n\n' + step_table(step)
+    return out
+
+
+def step_table(step: dict) -> str:
+    """The step check's runs as a markdown table (docs/benchmarks.md)."""
+    lines = ['| views | precision | compiled | ms / iter | img/s | data wait ms | '
+             'peak MiB | host syncs / iter |', '|---|---|---|---|---|---|---|---|']
+    for name, r in step['runs'].items():
+        views, dtype = name.split('_')[:2]
+        if r['status'] != 'ok':
+            lines.append(f"| {views} | {dtype} | {'compiled' in name} | failed: "
+                         f"{r['error'][:60]} | | | | |")
+            continue
+        lines.append(f"| {views} | {r['amp']} | {'yes' if 'compiled' in name else 'no'} "
+                     f"| {r['ms_per_iter']} | {r['images_per_s']} | {r['data_wait_ms']} | "
+                     f"{r['peak_mem_mib'] if r['peak_mem_mib'] is not None else '-'} | "
+                     f"{r['syncs_per_iter']} |")
+    return '\n'.join(lines)
 
 
 def main(argv=None) -> int:
@@ -435,6 +532,9 @@ def main(argv=None) -> int:
         'views': lambda: check_views(args.device, args.quick, out_dir, max(1, (
             os.cpu_count() or 1) // info.get('visible_gpus', 1)) if args.workers is None
             else max(1, args.workers)),
+        'step': lambda: check_step(args.device, args.quick, out_dir, max(1, (
+            os.cpu_count() or 1) // info.get('visible_gpus', 1) - 2)
+            if args.workers is None else args.workers),
         'pretrain': lambda: check_pretrain(args.device, args.quick, data, out_dir,
                                            workers),
         'mask_rcnn': lambda: check_mask_rcnn(args.device, args.quick, data,

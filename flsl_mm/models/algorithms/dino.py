@@ -7,9 +7,9 @@ a class token), head (:class:`FLSLHead` is DINO's head), hooks and schedules.
 from __future__ import annotations
 
 import torch
-from mmpretrain.structures import DataSample
 
 from flsl_mm.registry import MODELS
+from ..losses.centering import teacher_probs
 from ..utils import monitors as mon
 from .student_teacher import StudentTeacher
 
@@ -54,16 +54,15 @@ class DINO(StudentTeacher):
                              f"out_type={backbone.get('out_type')!r})")
         super().__init__(backbone=backbone, **kwargs)
 
-    def loss(self, inputs: list[torch.Tensor],
-             data_samples: list[DataSample]) -> dict[str, torch.Tensor]:
+    def _check_inputs(self, inputs) -> None:
         num_global = self.loss_module.num_global_crops
         if not isinstance(inputs, (list, tuple)) or len(inputs) <= num_global:
             raise ValueError(f'DINO expects a list of {num_global} global crops and '
                              'at least one more crop (use DINOMultiCrop in the '
                              'pipeline)')
-        if self.training:
-            self._check_hooks_served()
-        monitor = self._monitors_now()
+
+    def _step(self, inputs: list[torch.Tensor], schedule: dict):
+        num_global = self.loss_module.num_global_crops
         with torch.no_grad():
             teacher = self.teacher.module
             teacher_logits = teacher.head(teacher.backbone(
@@ -71,25 +70,25 @@ class DINO(StudentTeacher):
         feats = [self.backbone(torch.cat(group))
                  for group in self._resolution_groups(list(inputs))]
         student_logits = self.head(torch.cat(feats))
-        monitors = {}
-        if monitor:
-            monitors = self._prototype_monitors(student_logits.detach(),
-                                                teacher_logits, num_global)
-        losses = self.loss_module(student_logits, teacher_logits)
-        losses.update(monitors)
-        return losses
+        aux = dict(student_logits=student_logits.detach(),
+                   teacher_logits=teacher_logits, schedule=schedule,
+                   # the centre before the loss moves it
+                   center=self.loss_module.center.clone())
+        losses = self.loss_module(student_logits, teacher_logits,
+                                  teacher_temp=schedule['teacher_temp'])
+        return losses, aux
 
-    @torch.no_grad()
-    def _prototype_monitors(self, student_logits: torch.Tensor,
-                            teacher_logits: torch.Tensor, num_global: int
-                            ) -> dict[str, torch.Tensor]:
+    def _monitors(self, aux: dict) -> dict[str, torch.Tensor]:
         """``docs/monitors.md``'s target entropy, coverage, prototypes used and
         agreement, on the pairs the loss uses between global crops: the student
-        on global crop ``i`` against the teacher on the next global crop (before
-        the centre moves)."""
-        p_t = self.loss_module.teacher_probs(teacher_logits).chunk(num_global)
+        on global crop ``i`` against the teacher on the next global crop (with
+        the centre before the loss moved it)."""
+        num_global = self.loss_module.num_global_crops
+        teacher_logits = aux['teacher_logits']
+        p_t = teacher_probs(teacher_logits, aux['schedule']['teacher_temp'],
+                            aux['center']).chunk(num_global)
         batch = len(teacher_logits) // num_global
-        p_s = torch.softmax(student_logits[:num_global * batch].float() /
+        p_s = torch.softmax(aux['student_logits'][:num_global * batch].float() /
                             self.loss_module.student_temp, dim=-1)
         shifted = torch.cat(p_t[1:] + p_t[:1])  # crop i's partner: crop i + 1
         return mon.prototype_monitors(p_s, shifted)

@@ -1,11 +1,12 @@
 """The FLSL self-supervised algorithm (student/teacher, mean-shift, loss)."""
 from __future__ import annotations
 
-from typing import Sequence
+import logging
 
 import torch
-from mmpretrain.structures import DataSample
+from mmengine.logging import print_log
 
+from flsl_mm.datasets.collate import query_index as collate_query_index
 from flsl_mm.registry import MODELS
 from ..utils import monitors as mon
 from ..utils.mean_shift import mean_shift
@@ -42,6 +43,8 @@ class FLSL(StudentTeacher):
             In training they are computed on the iterations the logger logs
             (:class:`FLSLScheduleHook` sets ``monitors_due``), not on the others.
         monitor_every_iter: compute them on every training iteration instead.
+        compile: compile :meth:`_step` (``torch.compile(fullgraph=True)``,
+            :class:`StudentTeacher`).
     """
 
     scheduled = 'tau_t / upsilon / beta'
@@ -57,55 +60,72 @@ class FLSL(StudentTeacher):
                  teacher_end_momentum: float = 0.0,
                  monitors: bool = True,
                  monitor_every_iter: bool = False,
+                 compile: bool | dict = False,
                  data_preprocessor: dict | None = None,
                  init_cfg: dict | None = None) -> None:
         super().__init__(backbone=backbone, head=head, loss=loss,
                          teacher_momentum=teacher_momentum,
                          teacher_end_momentum=teacher_end_momentum,
                          monitors=monitors, monitor_every_iter=monitor_every_iter,
-                         data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+                         compile=compile, data_preprocessor=data_preprocessor,
+                         init_cfg=init_cfg)
         self.beta_sa = beta_sa
         self.beta_ca = beta_ca
 
-    # ------------------------------------------------------------------ loss
-    @staticmethod
-    def _query_index(data_samples: Sequence[DataSample], view: int, num_tokens: int,
-                     device: torch.device) -> torch.Tensor:
-        """``(B, M)`` token indices of the queries of student view ``view``."""
-        masks = [torch.as_tensor(s.query_masks[view], dtype=torch.bool).flatten()
-                 for s in data_samples]
-        sizes = {m.numel() for m in masks}
-        if sizes != {num_tokens}:
-            raise ValueError(f'query mask of student view {view} has '
-                             f'{sorted(sizes)} entries but the view has '
-                             f'{num_tokens} tokens; check the crop size / patch '
-                             'size of FLSLMultiView against the backbone')
-        masks = torch.stack(masks)
-        counts = masks.sum(1).unique()
-        if len(counts) != 1:
-            raise ValueError(f'student view {view}: query counts differ across the '
-                             f'batch ({counts.tolist()})')
-        # nonzero() is row-major, so each row's indices come out in order
-        index = masks.nonzero()[:, 1].reshape(len(data_samples), -1)
-        if device.type == 'cuda':  # host -> GPU without waiting for the GPU
-            return index.pin_memory().to(device, non_blocking=True)
-        return index.to(device)
-
-    def loss(self, inputs: list[torch.Tensor],
-             data_samples: list[DataSample]) -> dict[str, torch.Tensor]:
+    # ------------------------------------------------------------------ step
+    def _check_inputs(self, inputs) -> None:
         if not isinstance(inputs, (list, tuple)) or len(inputs) < 2:
             raise ValueError('FLSL expects a list of views [teacher, student...] '
                              '(use FLSLMultiView in the pipeline)')
-        if self.training:
-            self._check_hooks_served()
-        monitor = self._monitors_now()
-        teacher_img, student_imgs = inputs[0], list(inputs[1:])
+
+    def scheduled_values(self) -> dict[str, float]:
+        return dict(teacher_temp=self.loss_module.current_teacher_temp,
+                    upsilon=self.loss_module.upsilon, beta_sa=self.beta_sa,
+                    beta_ca=self.beta_ca)
+
+    def _step_inputs(self, inputs, data_samples, query_index) -> tuple:
+        """Teacher view, student views and per student view the ``(B, M)``
+        query indices: the batch's (``flsl_collate`` / ``pack_images_collate``
+        made them in the loader), else made here from the data samples' masks
+        (host work and a blocking copy per view on a GPU: warned once)."""
+        teacher, students = inputs[0], list(inputs[1:])
+        if query_index is None:
+            if self.training and not getattr(self, '_warned_query_index', False):
+                self._warned_query_index = True
+                print_log(
+                    'FLSL: the batch has no query_index, so the query indices are '
+                    'made from the data samples\' masks on the host every '
+                    'iteration (on a GPU a blocking copy per student view): collate '
+                    "with flsl_collate and use MultiViewDataPreprocessor "
+                    '(docs/pretraining.md, "Host synchronisations")',
+                    logger='current', level=logging.WARNING)
+            query_index = collate_query_index(data_samples or [])
+            if query_index is None:
+                raise ValueError('FLSL needs the query masks of its student views: '
+                                 "pack FLSLMultiView's output with "
+                                 "algorithm_keys=['query_masks']")
+            query_index = [i.to(teacher.device) for i in query_index]
+        if len(query_index) != len(students):
+            raise ValueError(f'FLSL: {len(query_index)} query indices for '
+                             f'{len(students)} student views')
+        patch = self.backbone.patch_size
+        for v, (view, index) in enumerate(zip(students, query_index)):
+            tokens = (view.shape[-2] // patch) * (view.shape[-1] // patch)
+            masks = data_samples[0].get('query_masks') if data_samples else None
+            length = len(masks[v]) if masks is not None else None
+            if (length is not None and length != tokens) or index.shape[-1] > tokens \
+                    or index.shape[0] != view.shape[0]:
+                raise ValueError(f'query mask of student view {v} has '
+                                 f'{length or index.shape[-1]} entries but the view '
+                                 f'has {tokens} tokens; check the crop size / patch '
+                                 'size of FLSLMultiView against the backbone')
+        return teacher, students, list(query_index)
+
+    def _step(self, teacher_img: torch.Tensor, student_imgs: list[torch.Tensor],
+              query_index: list[torch.Tensor], schedule: dict):
         with torch.no_grad():
             z_t = self.teacher.module.backbone(teacher_img)  # B x Nt x C
-
-        queries, sa_modes, ca_modes = [], [], []
-        attn_entropy = dict(sa=[], ca=[])
-        spread = None  # token spread of the first student views
+        queries, sa_modes, ca_modes, groups = [], [], [], []
         view = 0
         for group in self._resolution_groups(student_imgs):
             num_views = len(group)
@@ -113,44 +133,48 @@ class FLSL(StudentTeacher):
             z_s = self.backbone(torch.cat(group))  # (V*B) x N x C
             n, c = z_s.shape[1:]
             z_s = z_s.reshape(num_views, batch, n, c)
-            index = torch.stack([
-                self._query_index(data_samples, view + v, n, z_s.device)
-                for v in range(num_views)])  # V x B x M
+            index = torch.stack(query_index[view:view + num_views])  # V x B x M
             q = torch.gather(z_s, 2, index.unsqueeze(-1).expand(-1, -1, -1, c))
-            sa = mean_shift(q, z_s, self.beta_sa)
+            sa = mean_shift(q, z_s, schedule['beta_sa'])
             with torch.no_grad():
-                ca = mean_shift(q.detach().to(z_t.dtype), z_t.unsqueeze(0), self.beta_ca)
+                ca = mean_shift(q.detach().to(z_t.dtype), z_t.unsqueeze(0),
+                                schedule['beta_ca'])
             queries.append(q.reshape(-1, c))
             sa_modes.append(sa.reshape(-1, c))
             ca_modes.append(ca.reshape(-1, c))
+            groups.append((q.detach(), z_s.detach()))
             view += num_views
-            if monitor:  # weighted by the group's number of queries
-                weight = q.shape[0] * q.shape[1] * q.shape[2]
-                attn_entropy['sa'].append((weight, mon.attention_entropy(
-                    q.detach(), z_s.detach(), self.beta_sa)))
-                attn_entropy['ca'].append((weight, mon.attention_entropy(
-                    q.detach().to(z_t.dtype), z_t.unsqueeze(0), self.beta_ca)))
-                if spread is None:
-                    spread = mon.token_spread(z_s.detach())
-
         q, sa, ca = torch.cat(queries), torch.cat(sa_modes), torch.cat(ca_modes)
         student_logits = self.head(sa)
         with torch.no_grad():
             teacher_logits = self.teacher.module.head(ca)
-        monitors = {}
-        if monitor:
-            with torch.no_grad():
-                p_s = torch.softmax(student_logits.detach().float() /
-                                    self.loss_module.student_temp, dim=-1)
-                monitors = mon.prototype_monitors(
-                    p_s, self.loss_module.teacher_probs(teacher_logits))
-                for key, parts in attn_entropy.items():
-                    total = sum(w for w, _ in parts)
-                    monitors[f'mon_{key}_attention_entropy'] = sum(
-                        w * e for w, e in parts) / total
-                monitors['mon_displacement'] = mon.displacement(q.detach(),
-                                                                sa.detach())
-                monitors['mon_token_spread'] = spread
-        losses = self.loss_module(q, sa, student_logits, teacher_logits)
-        losses.update(monitors)
-        return losses
+        losses = self.loss_module(q, sa, student_logits, teacher_logits,
+                                  upsilon=schedule['upsilon'],
+                                  teacher_temp=schedule['teacher_temp'])
+        aux = dict(groups=groups, z_t=z_t, q=q.detach(), sa=sa.detach(),
+                   student_logits=student_logits.detach(),
+                   teacher_logits=teacher_logits, schedule=schedule)
+        return losses, aux
+
+    def _monitors(self, aux: dict) -> dict[str, torch.Tensor]:
+        """docs/monitors.md: prototypes, attention entropies (weighted by each
+        resolution group's number of queries), displacement, token spread."""
+        schedule = aux['schedule']
+        p_s = torch.softmax(aux['student_logits'].float() /
+                            self.loss_module.student_temp, dim=-1)
+        monitors = mon.prototype_monitors(p_s, self.loss_module.teacher_probs(
+            aux['teacher_logits'], schedule['teacher_temp']))
+        z_t = aux['z_t']
+        for key, tokens_of, beta in (('sa', lambda z: z, schedule['beta_sa']),
+                                     ('ca', lambda z: z_t.unsqueeze(0),
+                                      schedule['beta_ca'])):
+            total = weighted = 0
+            for q, z_s in aux['groups']:
+                weight = q.shape[0] * q.shape[1] * q.shape[2]
+                entropy = mon.attention_entropy(
+                    q if key == 'sa' else q.to(z_t.dtype), tokens_of(z_s), beta)
+                total, weighted = total + weight, weighted + weight * entropy
+            monitors[f'mon_{key}_attention_entropy'] = weighted / total
+        monitors['mon_displacement'] = mon.displacement(aux['q'], aux['sa'])
+        monitors['mon_token_spread'] = mon.token_spread(aux['groups'][0][1])
+        return monitors

@@ -14,6 +14,7 @@ from mmpretrain.models.selfsup import BaseSelfSupervisor
 
 from flsl_mm.registry import MODELS
 from ..utils import monitors as mon
+from ..utils.compile_step import build_compiled_step
 from .teacher_ema import TeacherEMA
 
 
@@ -39,6 +40,18 @@ class StudentTeacher(BaseSelfSupervisor):
             the iterations the logger logs (the schedule hook sets
             ``monitors_due``), not on the others.
         monitor_every_iter: compute them on every training iteration instead.
+        compile: compile the step from the views to the losses
+            (:meth:`_step`) with ``torch.compile(fullgraph=True)``, static
+            shapes (``True``, or a dict of
+            :class:`~flsl_mm.models.utils.compile_step.CompiledStep`'s
+            ``backend`` / ``mode`` / ``options`` / ``dynamic``); the scheduled
+            values then enter it as tensors, so a new value is no recompilation
+            (docs/pretraining.md, "Compiled step").
+
+    The training step is :meth:`loss`: the checks, the host-side inputs and the
+    monitors around :meth:`_step`, a function of tensors only (the views, the
+    query indices, the scheduled values) with no host synchronisation and no
+    graph break.
     """
 
     #: the hook that must call :meth:`schedule_applied` before every step
@@ -47,6 +60,8 @@ class StudentTeacher(BaseSelfSupervisor):
     scheduled = 'the loss schedules'
     #: the loss type when the config's ``loss`` names none
     default_loss = ''
+    #: the data preprocessor when the config names none
+    default_preprocessor = 'MultiViewDataPreprocessor'
 
     def __init__(self,
                  backbone: dict,
@@ -56,13 +71,12 @@ class StudentTeacher(BaseSelfSupervisor):
                  teacher_end_momentum: float = 0.0,
                  monitors: bool = True,
                  monitor_every_iter: bool = False,
+                 compile: bool | dict = False,
                  data_preprocessor: dict | None = None,
                  init_cfg: dict | None = None) -> None:
         if data_preprocessor is None or isinstance(data_preprocessor, dict):
-            # mmpretrain's preprocessor, named with its scope: found whatever
-            # default scope is current (a Runner built earlier may have set it)
             data_preprocessor = dict(data_preprocessor or {})
-            data_preprocessor.setdefault('type', 'mmpretrain.SelfSupDataPreprocessor')
+            data_preprocessor.setdefault('type', self.default_preprocessor)
         super().__init__(backbone=backbone, head=head,
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         loss = dict(loss or {})
@@ -83,6 +97,7 @@ class StudentTeacher(BaseSelfSupervisor):
         self.sync_teacher()
         # training steps since the hook last served the model
         self._calls_since = {'FLSLTeacherUpdateHook': 0, self.schedule_hook: 0}
+        self.compiled_step = build_compiled_step(self._step, compile)
 
     # --------------------------------------------------------------- teacher
     def _student(self) -> nn.ModuleDict:
@@ -137,6 +152,60 @@ class StudentTeacher(BaseSelfSupervisor):
     def _monitors_now(self) -> bool:
         """Whether this step computes the health monitors."""
         return self.monitors and (self.monitors_due or not self.training)
+
+    # ------------------------------------------------------------------ step
+    def forward(self, inputs, data_samples=None, mode: str = 'tensor',
+                query_index=None):
+        """mmpretrain's ``forward``; ``query_index`` (the batch's, from the data
+        preprocessor) goes to :meth:`loss`."""
+        if mode == 'loss':
+            return self.loss(inputs, data_samples, query_index=query_index)
+        return super().forward(inputs, data_samples, mode=mode)
+
+    def loss(self, inputs: list[torch.Tensor], data_samples=None,
+             query_index: list[torch.Tensor] | None = None) -> dict:
+        """One training step's losses (and, when due, the monitors): the
+        checks and host-side inputs, :meth:`_step` (compiled with ``compile``),
+        the monitors from what it returns."""
+        self._check_inputs(inputs)
+        tensors = self._step_inputs(inputs, data_samples, query_index)
+        if self.training:
+            self._check_hooks_served()
+        monitor = self._monitors_now()
+        schedule = self.scheduled_values()
+        step = self._step
+        if self.compiled_step is not None:
+            # tensors, so that a new value of a schedule is no recompilation
+            device = inputs[0].device
+            schedule = {k: torch.full((), v, device=device)
+                        for k, v in schedule.items()}
+            step = self.compiled_step
+        losses, aux = step(*tensors, schedule)
+        if monitor:
+            with torch.no_grad():
+                losses.update(self._monitors(aux))
+        return losses
+
+    def _check_inputs(self, inputs) -> None:
+        """Refuse inputs the algorithm cannot take (subclasses)."""
+
+    def _step_inputs(self, inputs, data_samples, query_index) -> tuple:
+        """The tensors :meth:`_step` takes, before the schedule."""
+        return (list(inputs),)
+
+    def scheduled_values(self) -> dict[str, float]:
+        """The values the schedule hook sets, as :meth:`_step` takes them."""
+        return dict(teacher_temp=self.loss_module.current_teacher_temp)
+
+    def _step(self, *args):
+        """Views (and what else :meth:`_step_inputs` gives) and the scheduled
+        values -> ``(losses, aux)``, ``aux`` the detached tensors the monitors
+        read. Tensors only: no host reads, no graph breaks."""
+        raise NotImplementedError
+
+    def _monitors(self, aux: dict) -> dict[str, torch.Tensor]:
+        """The health monitors from :meth:`_step`'s ``aux``."""
+        return {}
 
     # ------------------------------------------------------------ forwarding
     @staticmethod

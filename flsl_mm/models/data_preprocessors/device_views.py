@@ -1,46 +1,38 @@
-"""Views made on the training device from the parameters the loader drew
+"""Views made on the training device from the plan the loader made of its draws
 (docs/pretraining.md, "Views")."""
 from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
 import torch
-from mmengine.model import BaseDataPreprocessor
 
-from flsl_mm.datasets.collate import unpack_images
+from flsl_mm.datasets.pil_tables import hsv_tables
+from flsl_mm.datasets.view_plan import ViewPlan
 from flsl_mm.registry import MODELS
 from . import view_ops as ops
-
-_FROM_FIRST_VIEW = 0
-_PHOTOMETRIC_KEYS = ('jitter_on', 'jitter_order', 'jitter', 'gray', 'blur_radius',
-                     'solarize')
+from .multi_view import MultiViewDataPreprocessor
 
 
 @MODELS.register_module()
-class DeviceViewPreprocessor(BaseDataPreprocessor):
-    """Turn a batch of decoded images and their drawn view parameters into the
-    normalised view batches that FLSL / DINO take, on the training device.
+class DeviceViewPreprocessor(MultiViewDataPreprocessor):
+    """Turn a batch of decoded images and its view plan into the normalised
+    view batches that FLSL / DINO take, on the training device.
 
     The loader's ``FLSLMultiView`` / ``DINOMultiCrop`` with ``on_device=True``
-    send each image as decoded (RGB uint8, any size; ``pack_images_collate``
-    puts a batch's images in one buffer, ``pin_memory=True`` makes its copy
-    asynchronous; ``pseudo_collate``'s list of ``3xHxW`` tensors works too) with
-    ``view_params`` in its data sample. Here: each view's crop + bicubic resize
-    (+ flip) as PIL's resampling in matrix products
-    (:func:`~.view_ops.resized_crops`), batched over groups of images of
-    similar shapes for the crops of the image (:func:`image_groups`: a very
-    large image does not make the whole batch that large), over the batch for
-    the crops of the first view (FLSL's student and local crops); then per group
-    of views of one size:
-    colour jitter in each view's order, grayscale, blur, solarisation, all PIL's
-    operations value for value (:mod:`.view_ops`), and ``(x - mean) / std``:
-    the views are those of the CPU path, bitwise. Nothing
-    random happens here: a view depends only on the loader's draws, hence only on
-    the seed, the epoch and the sample's position.
+    draw each view's parameters; ``pack_images_collate`` turns a batch of them
+    into three buffers (images, the plan's int32 and float32 arrays,
+    :mod:`flsl_mm.datasets.view_plan`) and ``pin_memory=True`` lets each reach
+    the GPU in one asynchronous copy. Here: each view's crop and PIL's bicubic
+    resize (flip included), per group of images of similar shapes and per
+    output size, then per group of views of one size colour jitter in each
+    view's order, grayscale, blur, solarisation, all PIL's operations value for
+    value (:mod:`.view_ops`), and ``(x - mean) / std``: the views are those of
+    the CPU path, bitwise. Nothing random happens here and nothing is read back
+    to the host: every shape is in the plan's host half.
 
-    Output: ``inputs`` is the list ``[view_0, view_1, ...]`` of ``(B, 3, S, S)``
-    float tensors, as ``SelfSupDataPreprocessor`` returns for the CPU path.
+    Output: ``inputs`` is the list ``[view_0, view_1, ...]`` of contiguous
+    ``(B, 3, S, S)`` float tensors, as the CPU path's; ``query_index`` as
+    :class:`MultiViewDataPreprocessor`.
 
     Args:
         mean / std: RGB normalisation (ImageNet's, as the CPU path's configs).
@@ -51,140 +43,94 @@ class DeviceViewPreprocessor(BaseDataPreprocessor):
                  mean: Sequence[float] = (123.675, 116.28, 103.53),
                  std: Sequence[float] = (58.395, 57.12, 57.375),
                  non_blocking: bool = True) -> None:
-        super().__init__(non_blocking=non_blocking)
-        if len(mean) != 3 or len(std) != 3:
-            raise ValueError('DeviceViewPreprocessor: mean and std need 3 values (RGB)')
-        self.register_buffer('mean', torch.tensor(mean).view(1, 3, 1, 1), False)
-        self.register_buffer('std', torch.tensor(std).view(1, 3, 1, 1), False)
+        super().__init__(mean=mean, std=std, to_rgb=False, non_blocking=non_blocking)
+        # PIL's HSV conversions (the hue), moved with the model: no iteration
+        # waits for their copy; not saved in checkpoints
+        rgb_to_hs, hsv_to_rgb = hsv_tables()
+        self.register_buffer('rgb_to_hs', torch.from_numpy(rgb_to_hs), persistent=False)
+        self.register_buffer('hsv_to_rgb', torch.from_numpy(hsv_to_rgb),
+                             persistent=False)
 
     def forward(self, data: dict, training: bool = False) -> dict:
-        samples = data.get('data_samples')
-        images = data['inputs']
-        packed = isinstance(images, dict) and 'packed' in images
-        if not (packed or isinstance(images, (list, tuple))) or not samples:
+        images = data.get('inputs')
+        if not (isinstance(images, dict) and isinstance(images.get('plan'), ViewPlan)):
             raise TypeError(
-                'DeviceViewPreprocessor takes decoded images with their data samples: '
-                'collate with pack_images_collate (or pseudo_collate), and pack the '
-                "loader's FLSLMultiView / DINOMultiCrop(on_device=True) output with "
-                "algorithm_keys=[..., 'view_params']")
-        params = []
-        for sample in samples:
-            if 'view_params' not in sample:
-                raise KeyError(
-                    f'DeviceViewPreprocessor: data sample of '
-                    f'{sample.metainfo.get("img_path", "an image")} has no view_params: '
-                    'use FLSLMultiView / DINOMultiCrop with on_device=True and pack '
-                    "with algorithm_keys=[..., 'view_params']")
-            params.append(sample.view_params)
-        if packed:  # one (pinned, asynchronous) copy for the whole batch
-            images = unpack_images(self.cast_data(images['packed']), images['shapes'])
-        else:
-            images = self.cast_data(list(images))
-        views = make_views(images, params)
-        views = [(v - self.mean) / self.std for v in views]
-        return dict(inputs=views, data_samples=samples)
+                'DeviceViewPreprocessor takes the batches of pack_images_collate '
+                "(decoded images and their view plan): set the loader's collate_fn="
+                "dict(type='pack_images_collate') and use the view transform with "
+                "on_device=True, packed with algorithm_keys=[..., 'view_params']")
+        buffers = self.cast_data([images['images'], images['ints'], images['floats']])
+        views = make_views(*buffers, images['plan'], (self.rgb_to_hs, self.hsv_to_rgb))
+        out = self._output([v.permute(0, 3, 1, 2) for v in views], data)
+        # the loader path's memory layout: one compiled step serves both paths
+        out['inputs'] = [v.contiguous() for v in out['inputs']]
+        return out
 
 
-def make_views(images: Sequence[torch.Tensor], params: Sequence[dict]) -> list[torch.Tensor]:
-    """``images``: per sample a ``(3, H, W)`` RGB uint8 tensor; ``params``: per
-    sample the arrays of :func:`~flsl_mm.datasets.transforms.view_params.
-    pack_view_params`. Returns per view a ``(B, 3, S, S)`` float tensor of
-    0..255 RGB values (not normalised)."""
-    num_views = len(params[0]['size'])
-    if any(len(p['size']) != num_views for p in params):
-        raise ValueError('DeviceViewPreprocessor: the samples of a batch have '
-                         'different numbers of views')
-    sizes = [int(s) for s in params[0]['size']]
-    sources = [int(s) for s in params[0]['source']]
-    if any(list(p['source']) != sources or list(p['size']) != sizes for p in params):
-        raise ValueError('DeviceViewPreprocessor: the views of a batch\'s samples '
-                         'differ in size or source')
-    # views cropped from the images: per group of images of similar shapes, padded
-    # to the group's largest (never more than 1.5x the group's pixels), each view
-    # batched over the group
-    per_view: dict[int, torch.Tensor] = {}
-    from_image = [v for v in range(num_views) if sources[v] != _FROM_FIRST_VIEW]
-    for group in image_groups([tuple(img.shape[1:]) for img in images]):
-        height = max(int(images[b].shape[1]) for b in group)
-        width = max(int(images[b].shape[2]) for b in group)
-        padded = images[group[0]].new_zeros((len(group), 3, height, width))
-        for i, b in enumerate(group):
-            padded[i, :, :images[b].shape[1], :images[b].shape[2]] = images[b]
-        index = torch.as_tensor(group, device=padded.device)
-        for v in from_image:
-            crops = ops.resized_crops(padded, np.stack([params[b]['box'][v] for b in group]),
-                                      sizes[v])
-            if v not in per_view:
-                per_view[v] = crops.new_empty((len(images), *crops.shape[1:]))
-            per_view[v][index] = crops
-    views: list[torch.Tensor] = []
-    for v in range(num_views):
-        if v in per_view:
-            view = per_view[v]
-        else:  # FLSL's student and local crops: of the first view, batched
-            boxes = np.stack([p['box'][v] for p in params])
-            view = ops.resized_crops(views[0], boxes, sizes[v])
-        flips = np.flatnonzero([p['flip'][v] for p in params])
-        if flips.size:
-            index = torch.as_tensor(flips, device=view.device)
-            view[index] = view[index].flip(-1)
-        views.append(view)
-    views = [v.float() for v in views]
-    # photometric augmentation, batched over all views of one size
-    for size in sorted(set(sizes)):
-        members = [v for v in range(num_views) if sizes[v] == size]
-        x = torch.cat([views[v] for v in members])
-        rows = {k: np.stack([p[k][v] for v in members for p in params])
-                for k in _PHOTOMETRIC_KEYS}  # in the order of x's rows
-        x = photometric(x, rows)
-        for v, chunk in zip(members, x.split(len(images))):
+def _arrays(ints: torch.Tensor, floats: torch.Tensor, plan: ViewPlan):
+    """``plan.layout``'s arrays: views into the two device buffers."""
+    def get(name: str) -> torch.Tensor:
+        kind, offset, shape = plan.layout[name]
+        buffer = floats if kind == 'float' else ints
+        numel = 1
+        for n in shape:
+            numel *= n
+        return buffer[offset:offset + numel].view(shape)
+    return get
+
+
+def make_views(images: torch.Tensor, ints: torch.Tensor, floats: torch.Tensor,
+               plan: ViewPlan, hsv_luts=None) -> list[torch.Tensor]:
+    """The views of a batch: per view a ``(B, S, S, 3)`` float tensor of 0..255
+    RGB values (not normalised), from the device buffers of
+    :func:`~flsl_mm.datasets.view_plan.make_view_plan` and its host half
+    (``hsv_luts``: :func:`~.view_ops.hsv_luts` on the device, made if not
+    given)."""
+    get = _arrays(ints, floats, plan)
+    batch = plan.batch
+    rows = {s: torch.empty((len(members) * batch, s, s, 3), dtype=torch.uint8,
+                           device=images.device) for s, members in plan.size_groups}
+    groups = [images[o:o + n * h * w * 3].view(n, h, w, 3) for o, n, h, w in plan.groups]
+    first_size = plan.sizes[0]
+    first_pos = dict(plan.size_groups)[first_size].index(0)
+    first_view = rows[first_size][first_pos * batch:(first_pos + 1) * batch]
+    for j, job in enumerate(plan.jobs):
+        source = groups[job.source] if job.source >= 0 else first_view
+        name = f'job{j}'
+        crops = ops.resized_crops(
+            source, get(f'{name}.image'), get(f'{name}.rows'), get(f'{name}.cols'),
+            (get(f'{name}.h_idx'), get(f'{name}.h_w')),
+            (get(f'{name}.v_idx'), get(f'{name}.v_w')), job.v_first)
+        rows[job.size].index_copy_(0, get(f'{name}.out').long(), crops)
+    views: list[torch.Tensor | None] = [None] * len(plan.sizes)
+    for size, members in plan.size_groups:
+        x = photometric(rows[size].float(), get, size, plan, hsv_luts)
+        for v, chunk in zip(members, x.split(batch)):
             views[v] = chunk
     return views
 
 
-def image_groups(shapes: Sequence[tuple[int, int]], max_padding: float = 1.5
-                 ) -> list[list[int]]:
-    """Indices of the images grouped for padding into one tensor: sorted by
-    shape, a group grows while its padded size stays within ``max_padding``
-    times its images' pixels (one very large image gets a group of its own
-    instead of making the whole batch that large)."""
-    order = sorted(range(len(shapes)), key=lambda i: tuple(shapes[i]))
-    groups: list[list[int]] = []
-    for i in order:
-        if groups:
-            cand = groups[-1] + [i]
-            height = max(shapes[j][0] for j in cand)
-            width = max(shapes[j][1] for j in cand)
-            if height * width * len(cand) <= max_padding * sum(
-                    shapes[j][0] * shapes[j][1] for j in cand):
-                groups[-1] = cand
-                continue
-        groups.append([i])
-    return groups
-
-
-def _select(x: torch.Tensor, rows: np.ndarray, fn, *args) -> torch.Tensor:
-    """``fn`` applied to the rows ``rows`` (host indices) of ``x``."""
-    if rows.size == 0:
-        return x
-    index = torch.as_tensor(rows, device=x.device)
-    x[index] = fn(x[index], *args)
-    return x
-
-
-def photometric(x: torch.Tensor, p: dict[str, np.ndarray]) -> torch.Tensor:
+def photometric(x: torch.Tensor, get, size: int, plan: ViewPlan, hsv_luts=None
+                ) -> torch.Tensor:
     """Colour jitter (each row in its drawn order), grayscale, blur,
-    solarisation of ``x`` ``(N, 3, S, S)``; ``p``: per-row parameters."""
-    factors = torch.as_tensor(p['jitter'], dtype=torch.float32)
-    for position in range(4):
-        for op, fn in enumerate(ops.JITTER_OPS):
-            rows = np.flatnonzero(p['jitter_on'] & (p['jitter_order'][:, position] == op))
-            if rows.size:
-                x = _select(x, rows, fn, factors[torch.as_tensor(rows), op].to(x.device))
-    x = _select(x, np.flatnonzero(p['gray']), ops.grayscale)
-    blur = np.flatnonzero(p['blur_radius'] > 0)
-    x = _select(x, blur, ops.gaussian_blur, p['blur_radius'][blur])
-    return _select(x, np.flatnonzero(p['solarize']), ops.solarize)
+    solarisation of the rows ``x`` ``(N, S, S, 3)`` of one view size."""
+    factors, hue = get(f'{size}.factors'), get(f'{size}.hue')
+    for position, op, _ in plan.jitter[size]:
+        rows = get(f'{size}.jitter{position}{op}').long()
+        sub = x.index_select(0, rows)
+        if op == 3:
+            out = ops.adjust_hue(sub, hue.index_select(0, rows), hsv_luts)
+        else:
+            out = ops.JITTER_OPS[op](sub, factors.index_select(0, rows)[:, op])
+        x.index_copy_(0, rows, out)
+    gray = get(f'{size}.gray').bool().view(-1, 1, 1, 1)
+    x = torch.where(gray, ops.grayscale(x), x)
+    if plan.blur[size]:
+        rows = get(f'{size}.blur_rows').long()
+        x.index_copy_(0, rows, ops.gaussian_blur(x.index_select(0, rows),
+                                                 get(f'{size}.blur_weights')))
+    solarize = get(f'{size}.solarize').bool().view(-1, 1, 1, 1)
+    return torch.where(solarize, ops.solarize(x), x)
 
 
-__all__ = ['DeviceViewPreprocessor', 'make_views', 'image_groups', 'photometric']
+__all__ = ['DeviceViewPreprocessor', 'make_views', 'photometric']

@@ -75,9 +75,11 @@ class TeacherTargets(nn.Module):
             self.warmup_teacher_temp_epochs)
         return self.current_teacher_temp
 
-    def teacher_probs(self, teacher_logits: torch.Tensor) -> torch.Tensor:
-        """``softmax((g_t [- c]) / tau_t)`` at the current tau_t (and centre)."""
-        return teacher_probs(teacher_logits, self.current_teacher_temp,
+    def teacher_probs(self, teacher_logits: torch.Tensor, temp=None) -> torch.Tensor:
+        """``softmax((g_t [- c]) / tau_t)`` at ``temp`` (a float or a 0-dim
+        tensor; default: the current tau_t), with the centre when centring."""
+        return teacher_probs(teacher_logits,
+                             self.current_teacher_temp if temp is None else temp,
                              self.center if self.use_centering else None)
 
     def update_center(self, teacher_logits: torch.Tensor) -> None:

@@ -46,10 +46,11 @@ class DINOLoss(TeacherTargets):
                          use_centering=True)
         self.num_global_crops = num_global_crops
 
-    def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor
-                ) -> dict[str, torch.Tensor]:
+    def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                teacher_temp=None) -> dict[str, torch.Tensor]:
         """``student_logits``: ``(num_crops * B, K)``, crop-major;
-        ``teacher_logits``: ``(num_global_crops * B, K)``, crop-major."""
+        ``teacher_logits``: ``(num_global_crops * B, K)``, crop-major;
+        ``teacher_temp``: this step's tau_t (default: the current one)."""
         if len(teacher_logits) % self.num_global_crops:
             raise ValueError(f'DINOLoss: {len(teacher_logits)} teacher rows are not '
                              f'{self.num_global_crops} crops of one batch')
@@ -58,7 +59,8 @@ class DINOLoss(TeacherTargets):
             raise ValueError(f'DINOLoss: {len(student_logits)} student rows are not '
                              f'crops of the batch of {batch} (at least 2 crops)')
         k = student_logits.shape[-1]
-        p_t = self.teacher_probs(teacher_logits).reshape(self.num_global_crops, batch, k)
+        p_t = self.teacher_probs(teacher_logits, teacher_temp).reshape(
+            self.num_global_crops, batch, k)
         log_ps = F.log_softmax(student_logits.float() / self.student_temp, dim=-1)
         log_ps = log_ps.reshape(-1, batch, k)  # each crop's log-softmax once
         # ce[t, s]: batch-mean CE of teacher crop t against student crop s

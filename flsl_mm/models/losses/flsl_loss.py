@@ -77,12 +77,15 @@ class FLSLLoss(TeacherTargets):
         self.gamma = gamma
 
     def forward(self, queries: torch.Tensor, sa_modes: torch.Tensor,
-                student_logits: torch.Tensor, teacher_logits: torch.Tensor
-                ) -> dict[str, torch.Tensor]:
-        """All inputs are flattened over queries: ``(Q, C)`` / ``(Q, K)``."""
-        p_t = self.teacher_probs(teacher_logits)
+                student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                upsilon=None, teacher_temp=None) -> dict[str, torch.Tensor]:
+        """All inputs are flattened over queries: ``(Q, C)`` / ``(Q, K)``.
+        ``upsilon`` / ``teacher_temp``: this step's values (floats or 0-dim
+        tensors; default: the attributes the schedule hook sets)."""
+        upsilon = self.upsilon if upsilon is None else upsilon
+        p_t = self.teacher_probs(teacher_logits, teacher_temp)
         losses = dict(
-            loss_meanshift=self.upsilon * meanshift_loss(queries, sa_modes),
+            loss_meanshift=upsilon * meanshift_loss(queries, sa_modes),
             loss_kmeans=self.eta * kmeans_loss(student_logits, p_t, self.student_temp))
         if self.use_centering:
             self.update_center(teacher_logits)

@@ -16,6 +16,6 @@ train_dataloader = dict(
     persistent_workers=True,
     pin_memory=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
+    collate_fn=dict(type='flsl_collate'),  # + the query indices (one tensor per view)
     dataset=dict(type=dataset_type, data_root=data_root, data_prefix='train',
                  with_label=False, pipeline=train_pipeline))

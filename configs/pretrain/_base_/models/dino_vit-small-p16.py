@@ -4,7 +4,9 @@
 model = dict(
     type='DINO',
     data_preprocessor=dict(
-        type='SelfSupDataPreprocessor',
+        # mmpretrain's SelfSupDataPreprocessor without its host syncs (the BGR->RGB
+        # list index), plus the batch's query indices (docs/pretraining.md)
+        type='MultiViewDataPreprocessor',
         mean=[123.675, 116.28, 103.53],
         std=[58.395, 57.12, 57.375],
         to_rgb=True,

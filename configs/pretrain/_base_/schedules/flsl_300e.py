@@ -7,8 +7,11 @@ warmup_epochs = 30
 optim_wrapper = dict(
     type='AmpOptimWrapper',
     loss_scale='dynamic',
+    # fused: one kernel for every parameter, and fp16's loss scaler hands it its
+    # inf check on the device (the unfused step reads it on the host every
+    # iteration; docs/pretraining.md, "Host synchronisations")
     optimizer=dict(type='AdamW', lr=5e-4 * 512 / 256, betas=(0.9, 0.999),
-                   weight_decay=0.04),
+                   weight_decay=0.04, fused=True),
     constructor='FLSLOptimWrapperConstructor',  # leaves the EMA teacher out
     paramwise_cfg=dict(flat_decay_mult=0.0))
 param_scheduler = [
