@@ -9,9 +9,10 @@ says what bounds an iteration: the step or the data.
         [--device cpu|cuda] [--amp fp16|bf16] [--image-size 375 500]
         [--views cpu|device]
 
-Reports images/s, the time split (data wait vs the rest of the iteration), peak
-memory (RSS on CPU; GPU allocated on CUDA), and the loader's images/s (total and
-per worker). Speed of a real run depends on the images' format and size (JPEG
+Reports images/s, the time split (data wait vs the rest of the iteration; each
+iteration timed by ``HostSyncHook``), host syncs per iteration between logged ones
+(``--log-interval`` > 1), peak memory (RSS on CPU; GPU allocated on CUDA), and the
+loader's images/s (total and per worker). Speed of a real run depends on the images' format and size (JPEG
 ImageNet photos decode differently from these generated PNGs).
 """
 import argparse
@@ -51,11 +52,13 @@ def build_cfg(args, data_root: str, work_dir: str):
         'train_dataloader.persistent_workers': args.workers > 0,
         'train_dataloader.pin_memory': args.device == 'cuda',
         'train_cfg.max_epochs': -(-args.iters // per_epoch),
-        'default_hooks.logger.interval': 1,
+        'default_hooks.logger.interval': args.log_interval,
         'log_processor.window_size': 1,
         'default_hooks.checkpoint.interval': 10**6,
         'default_hooks.checkpoint.save_last': False,
-        'custom_hooks': [],  # no DenseProbeHook: the loop alone is timed
+        # no DenseProbeHook: the loop alone is timed; HostSyncHook times every
+        # iteration and counts its host syncs (docs/pretraining.md)
+        'custom_hooks': [dict(type='HostSyncHook')],
     })
     if args.device != 'cuda' or args.amp == 'none':
         # mmengine's AmpOptimWrapper needs CUDA: float32 on the CPU
@@ -105,6 +108,9 @@ def main(argv=None) -> int:
                    help='where the views are made: the loader workers (PIL, the '
                    'published configs) or the training device (the -gpuaug configs)')
     p.add_argument('--loader-batches', type=int, default=4)
+    p.add_argument('--log-interval', type=int, default=1,
+                   help='logger interval: iterations between logged ones are those '
+                   'whose host syncs are counted (1: every iteration logged)')
     p.add_argument('--work-dir', default=None)
     p.add_argument('--out', help='write the results as JSON here')
     args = p.parse_args(argv)
@@ -132,6 +138,17 @@ def main(argv=None) -> int:
     wall = time.perf_counter() - start
     rows = read_scalars(work / 'run')[:args.iters]
     t = timing_summary(rows)
+    syncs = json.loads((work / 'run' / 'host_syncs.json').read_text())
+    per_iter = syncs['per_iteration'][:args.iters]
+    timed = per_iter[2:] if len(per_iter) > 3 else per_iter
+    t['iters'] = len(per_iter)
+    t['s_per_iter'] = round(sorted(r['iter_s'] + (r['data_s'] or 0) for r in timed)[
+        len(timed) // 2], 4)
+    t['data_wait_s'] = round(sorted(r['data_s'] or 0 for r in timed)[len(timed) // 2], 4)
+    outside = [r for r in per_iter if not r['read_point']]
+    t['host_syncs_per_iter'] = (round(sum(r['syncs'] for r in outside) / len(outside), 2)
+                                if outside else None)
+    t['host_syncs_counted_by'] = syncs['counted_by']
     result = dict(device=args.device, amp=args.amp if args.device == 'cuda' else
                   'none (float32 on CPU)', batch=args.batch, workers=args.workers,
                   views=args.views, config=config_path(args).name,
@@ -147,6 +164,7 @@ def main(argv=None) -> int:
           f"{args.workers} workers: {result['s_per_iter']:.2f} s/iter "
           f"({result['images_per_s']:.2f} img/s), data wait "
           f"{result['data_wait_s']:.3f} s ({100 * result['data_wait_fraction']:.0f} %)"
+          f"; host syncs per non-logged iteration {result['host_syncs_per_iter']}"
           f"; loader alone {loader['images_per_s']:.2f} img/s "
           f"({loader['images_per_s_per_worker']:.2f} per worker); peak RSS "
           f"{result['peak_rss_mib']} MiB"

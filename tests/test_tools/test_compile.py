@@ -44,15 +44,20 @@ def test_step_traces_as_one_graph(repo_root, demo_root, name):
 
 
 def _train(repo_root, demo_root, work_dir, *extra):
-    """The demo pretraining, 2 epochs of 2 iterations (the teacher temperature
-    and the lr change, every iteration logged with its monitors)."""
-    cmd = [sys.executable, 'tools/train.py', DEMOS['flsl'], '--work-dir', str(work_dir),
+    """The demo pretraining with a 2-block ViT, 2 epochs of 2 iterations (the
+    teacher temperature and the lr change, every iteration logged with its
+    monitors)."""
+    work_dir.mkdir(parents=True)
+    config = work_dir / 'shallow_demo.py'
+    config.write_text(f"_base_ = ['{repo_root / DEMOS['flsl']}']\n"
+                      f'model = dict(backbone=dict(arch=dict(_delete_=True, '
+                      f'**{SHALLOW})))\n')
+    cmd = [sys.executable, 'tools/train.py', str(config), '--work-dir', str(work_dir),
            '--cfg-options', f'train_dataloader.dataset.data_root={demo_root}',
            'train_dataloader.dataset.indices=8', 'train_dataloader.batch_size=4',
            'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
            'train_cfg.max_epochs=2', 'custom_hooks=[]', 'randomness.seed=0',
-           'default_hooks.checkpoint.interval=100',
-           f'model.backbone.arch={SHALLOW}', *extra]
+           'default_hooks.checkpoint.interval=100', *extra]
     proc = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True,
                           timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -25,7 +25,7 @@ class DINOMultiCrop(BaseTransform):
     * each local crop: Gaussian blur (p 0.5).
 
     Output ``results['img']`` is the list ``[global_1, global_2, local_1, ...]``
-    of BGR arrays (normalised later by ``SelfSupDataPreprocessor``).
+    of BGR arrays (normalised later by ``MultiViewDataPreprocessor``).
 
     With ``on_device=True`` the worker only draws the same parameters
     (``results['view_params']``) and :class:`DeviceViewPreprocessor` makes the

@@ -36,7 +36,7 @@ class FLSLMultiView(BaseTransform):
     crops of *crop 1*. All bicubic, no flip; each crop then gets the photometric
     augmentation independently. Output ``results['img']`` is the list
     ``[teacher, student_global..., local...]`` of BGR arrays (normalised later by
-    ``SelfSupDataPreprocessor``), and ``results['query_masks']`` the list of
+    ``MultiViewDataPreprocessor``), and ``results['query_masks']`` the list of
     boolean token masks of the student views (``query_mask`` with the grid
     ``crop_size // patch_size``).
 
@@ -45,7 +45,7 @@ class FLSLMultiView(BaseTransform):
     (:func:`~.view_params.pack_view_params`), ``results['img']`` stays the
     decoded image, and :class:`DeviceViewPreprocessor` makes the views on the
     training device (pack with ``algorithm_keys=['query_masks', 'view_params']``
-    and collate with ``pseudo_collate``: images differ in size).
+    and collate with ``pack_images_collate``: images differ in size).
 
     Args:
         patch_size: backbone patch size (16 or 8), to size the token grids.

@@ -18,7 +18,7 @@ from .student_teacher import StudentTeacher
 class DINO(StudentTeacher):
     """Student on every crop, teacher on the global crops, CE between them.
 
-    Inputs (from :class:`DINOMultiCrop` + ``SelfSupDataPreprocessor``): a list of
+    Inputs (from :class:`DINOMultiCrop` + ``MultiViewDataPreprocessor``): a list of
     crop batches ``[global_1, ..., global_G, local_1, ..., local_L]``.
 
     * The teacher (EMA of the student, drop path 0) encodes the ``G`` global

@@ -17,7 +17,7 @@ from .student_teacher import StudentTeacher
 class FLSL(StudentTeacher):
     """FLSL: Feature-Level Self-supervised Learning (Su et al., NeurIPS 2023).
 
-    Inputs (from :class:`FLSLMultiView` + ``SelfSupDataPreprocessor``): a list of
+    Inputs (from :class:`FLSLMultiView` + ``MultiViewDataPreprocessor``): a list of
     view batches ``[teacher_crop, student_view_1, ..., student_view_V]`` and data
     samples carrying ``query_masks`` (one boolean token mask per student view).
 
