@@ -50,7 +50,6 @@ def build_cfg(args, data_root: str, work_dir: str):
         'train_dataloader.batch_size': args.batch,
         'train_dataloader.num_workers': args.workers,
         'train_dataloader.persistent_workers': args.workers > 0,
-        'train_dataloader.pin_memory': args.device == 'cuda',
         'train_cfg.max_epochs': -(-args.iters // per_epoch),
         'default_hooks.logger.interval': args.log_interval,
         'log_processor.window_size': 1,

@@ -68,6 +68,8 @@ class HostSyncHook(Hook):
         self._counter: HostSyncCounter | None = None
         self._saving = False
         self._loop = None
+        self._current: dict = {}
+        self._last_end: float | None = None
 
     # ----------------------------------------------------------------- set-up
     def before_train(self, runner) -> None:

@@ -109,9 +109,9 @@ class FLSL(StudentTeacher):
             raise ValueError(f'FLSL: {len(query_index)} query indices for '
                              f'{len(students)} student views')
         patch = self.backbone.patch_size
+        masks = data_samples[0].get('query_masks') if data_samples else None
         for v, (view, index) in enumerate(zip(students, query_index)):
             tokens = (view.shape[-2] // patch) * (view.shape[-1] // patch)
-            masks = data_samples[0].get('query_masks') if data_samples else None
             length = len(masks[v]) if masks is not None else None
             if (length is not None and length != tokens) or index.shape[-1] > tokens \
                     or index.shape[0] != view.shape[0]:

@@ -7,10 +7,13 @@ loss differ (:class:`FLSL`, :class:`DINO`).
 from __future__ import annotations
 
 import copy
+import logging
 
 import torch
 import torch.nn as nn
+from mmengine.logging import print_log
 from mmpretrain.models.selfsup import BaseSelfSupervisor
+from mmpretrain.models.utils import SelfSupDataPreprocessor
 
 from flsl_mm.registry import MODELS
 from ..utils import monitors as mon
@@ -79,6 +82,14 @@ class StudentTeacher(BaseSelfSupervisor):
             data_preprocessor.setdefault('type', self.default_preprocessor)
         super().__init__(backbone=backbone, head=head,
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if type(self.data_preprocessor) is SelfSupDataPreprocessor:
+            print_log(
+                f'{type(self).__name__}: mmpretrain\'s SelfSupDataPreprocessor makes a '
+                'blocking host-to-device copy per view every iteration (its BGR->RGB '
+                'list index) and drops the batch\'s query_index (flsl_collate): use '
+                "type='MultiViewDataPreprocessor', the same arguments "
+                '(docs/pretraining.md, "Host synchronisations")', logger='current',
+                level=logging.WARNING)
         loss = dict(loss or {})
         loss.setdefault('type', self.default_loss)
         loss.setdefault('out_dim', self.head.out_channels)
