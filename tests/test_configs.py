@@ -34,6 +34,13 @@ def test_published_pretraining_settings():
     assert cfg.train_dataloader.batch_size == 64 and cfg.train_cfg.max_epochs == 300
     assert cfg.optim_wrapper.optimizer.lr == pytest.approx(5e-4 * 512 / 256)
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    # made for a GPU that is never waited for (docs/pretraining.md): fused AdamW
+    # (fp16's scaler reads nothing), full batches (one compiled shape), the
+    # query indices made by the loader, mmpretrain's preprocessor without syncs
+    assert cfg.optim_wrapper.optimizer.fused is True
+    assert cfg.train_dataloader.drop_last is True and cfg.train_dataloader.pin_memory
+    assert cfg.train_dataloader.collate_fn == dict(type='flsl_collate')
+    assert cfg.model.data_preprocessor.type == 'MultiViewDataPreprocessor'
     view = cfg.train_dataloader.dataset.pipeline[1]
     assert (view.global_size, view.local_size, view.num_local_crops) == (224, 96, 2)
     assert tuple(view.local_scale) == (0.05, 0.4)

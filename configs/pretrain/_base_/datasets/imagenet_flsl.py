@@ -15,6 +15,9 @@ train_dataloader = dict(
     num_workers=10,
     persistent_workers=True,
     pin_memory=True,
+    # a full batch every iteration, as DINO's loader (the code FLSL builds on):
+    # one static shape for the compiled step (docs/pretraining.md)
+    drop_last=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='flsl_collate'),  # + the query indices (one tensor per view)
     dataset=dict(type=dataset_type, data_root=data_root, data_prefix='train',
