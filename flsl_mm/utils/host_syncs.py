@@ -253,9 +253,11 @@ class HostSyncCounter(TorchFunctionMode):
                              f'tensor {tuple(next(t for t in host_in if t.dim()).shape)}'
                              ' (copied to the device, blocking)')
         out = func(*args, **kwargs)
-        if name == 'to' and out_host is False and out is args[0] and args[0] in self._host:
-            # a copy to the device on a GPU, the same tensor on the CPU: a new
-            # tensor object (a view) stands for the device copy
+        if name in ('to', 'cpu') and isinstance(out, torch.Tensor) and out is args[0] \
+                and out_host is not None and out_host != (out in self._host):
+            # a copy between host and device on a GPU, the same tensor on the CPU:
+            # a new tensor object (a view) stands for the copy, the original keeps
+            # its place
             out = out.view_as(out)
         if out_host is None:
             out_host = bool(inputs) and not device_in

@@ -80,6 +80,23 @@ def test_no_host_syncs_between_logging_intervals(demo_root, tmp_path, views, con
     assert 'test_host_syncs.py' in str(err.value) and '__float__' in str(err.value)
 
 
+def test_a_mid_epoch_checkpoint_is_a_read_point(demo_root, tmp_path):
+    """A checkpoint after iteration 2 (ResumableCheckpointHook interval_iters):
+    its reads (the losses checked before saving, the RNG states) are allowed
+    there; the iterations around it still have none."""
+    cfg = make_runner(demo_root, tmp_path / 'run')
+    cfg.default_hooks.checkpoint.interval_iters = 2
+    cfg.custom_hooks = [dict(type='HostSyncHook', raise_on_sync=True)]
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    assert (tmp_path / 'run' / 'iter_4.pth').is_file()  # iter_2's is pruned after it
+    record = json.loads((tmp_path / 'run' / 'host_syncs.json').read_text())
+    points = [r['read_point'] for r in record['per_iteration']]
+    assert points == [False, True, False, True]
+    assert record['per_iteration'][1]['syncs'] > 0
+    assert record['syncs_outside_read_points'] == 0
+
+
 def scalars(work_dir):
     path = next(Path(work_dir).glob('*/vis_data/scalars.json'))
     rows = [json.loads(line) for line in path.read_text().splitlines()]

@@ -48,8 +48,8 @@ class HostSyncHook(Hook):
     time is the GPU's.
 
     Args:
-        raise_on_sync: raise :class:`HostSyncError`, with the call stack, at the
-            first synchronisation of an iteration that is not a read point.
+        raise_on_sync: raise :class:`HostSyncError` after an iteration that is
+            not a read point but synchronised, with the first one's call stack.
         device: ``'auto'`` (the model's), ``'cuda'`` (sync debug mode) or
             ``'cpu'`` (the counter).
     """
@@ -68,7 +68,6 @@ class HostSyncHook(Hook):
         self._counter: HostSyncCounter | None = None
         self._saving = False
         self._loop = None
-        self._current: dict = {}
         self._last_end: float | None = None
 
     # ----------------------------------------------------------------- set-up
@@ -85,7 +84,7 @@ class HostSyncHook(Hook):
         if self._cuda:
             torch.cuda.reset_peak_memory_stats()
         else:
-            self._counter = HostSyncCounter(on_sync=self._on_sync)
+            self._counter = HostSyncCounter()
             for wrapper in self._wrappers(runner):
                 self._counter.mark_optimizer_state(wrapper.optimizer)
         loop = runner.train_loop
@@ -131,46 +130,49 @@ class HostSyncHook(Hook):
             self.end_of_epoch(runner.train_dataloader, idx) or \
             self.is_last_train_iter(runner)
 
-    def _on_sync(self, event: SyncEvent) -> None:
-        if self.raise_on_sync and not self._current['read_point_so_far']:
-            raise HostSyncError(
-                f'host synchronisation in training iteration {self._current["iter"] + 1}'
-                f' (not a logging, checkpoint or epoch-end iteration): {event}')
-
     def _counted(self, runner, original, idx, data_batch, *args, **kwargs):
         start = time.perf_counter()
         record = dict(iter=runner.iter, read_point=self._read_point(runner, idx),
                       syncs=0, transfers=0, first=None,
                       data_s=None if self._last_end is None else round(
                           start - self._last_end, 6))
-        record['read_point_so_far'] = record['read_point']
-        self._current = record
         self._saving = False
         try:
             if self._cuda:
-                return self._counted_cuda(record, original, idx, data_batch,
-                                          *args, **kwargs)
-            counter = self._counter
-            counter.mark_host(data_batch, pinned=self._pinned)
-            counter.events, counter.transfers = [], []
-            counter.counting = True
-            try:
-                with counter:
-                    return original(idx, data_batch, *args, **kwargs)
-            finally:
-                counter.counting = False
-                record['syncs'] = len(counter.events)
-                record['transfers'] = len(counter.transfers)
-                record['transfer_shapes'] = [list(t.shape) for t in counter.transfers]
-                if counter.events:
-                    record['first'] = str(counter.events[0])
-                self.events[record['iter']] = list(counter.events)
+                out = self._counted_cuda(record, original, idx, data_batch,
+                                         *args, **kwargs)
+            else:
+                out = self._counted_cpu(record, original, idx, data_batch,
+                                        *args, **kwargs)
         finally:
             self._last_end = time.perf_counter()
             record['iter_s'] = round(self._last_end - start, 6)
+            # a checkpoint saved in the iteration makes it a read point too
             record['read_point'] = record['read_point'] or self._saving
-            del record['read_point_so_far']
             self.iterations.append(record)
+        if self.raise_on_sync and record['syncs'] and not record['read_point']:
+            raise HostSyncError(
+                f'{record["syncs"]} host synchronisation(s) in training iteration '
+                f'{record["iter"] + 1} (not a logging, checkpoint or epoch-end '
+                f'iteration); the first: {record["first"]}')
+        return out
+
+    def _counted_cpu(self, record, original, idx, data_batch, *args, **kwargs):
+        counter = self._counter
+        counter.mark_host(data_batch, pinned=self._pinned)
+        counter.events, counter.transfers = [], []
+        counter.counting = True
+        try:
+            with counter:
+                return original(idx, data_batch, *args, **kwargs)
+        finally:
+            counter.counting = False
+            record['syncs'] = len(counter.events)
+            record['transfers'] = len(counter.transfers)
+            record['transfer_shapes'] = [list(t.shape) for t in counter.transfers]
+            if counter.events:
+                record['first'] = str(counter.events[0])
+            self.events[record['iter']] = list(counter.events)
 
     def _counted_cuda(self, record, original, idx, data_batch, *args, **kwargs):
         stacks: list[str] = []
@@ -181,20 +183,13 @@ class HostSyncHook(Hook):
             else:
                 previous(message, category, filename, lineno, file, line)
 
-        mode = 'error' if self.raise_on_sync and not record['read_point'] else 'warn'
         previous = warnings.showwarning
         with warnings.catch_warnings():
             warnings.simplefilter('always')
             warnings.showwarning = show
-            torch.cuda.set_sync_debug_mode(mode)
+            torch.cuda.set_sync_debug_mode('warn')
             try:
                 return original(idx, data_batch, *args, **kwargs)
-            except RuntimeError as exc:
-                if _CUDA_SYNC_WARNING in str(exc):
-                    raise HostSyncError(
-                        f'host synchronisation in training iteration '
-                        f'{record["iter"] + 1}: {exc}') from exc
-                raise
             finally:
                 torch.cuda.set_sync_debug_mode('default')
                 record['syncs'] = len(stacks)
