@@ -5,7 +5,8 @@ applies the compatibility fixes of :mod:`flsl_mm.compat` and registers every
 component in mmengine's root registries, from where mmpretrain- and mmdet-scoped
 configs both resolve them (see ``docs/registry.md``).
 """
-from . import compat
+from . import compat, compat_ops  # noqa: F401  (compat_ops: also a package attribute
+# when the start-up hook loaded it first, flsl_mm_startup.py)
 
 compat.apply()
 

@@ -3,8 +3,10 @@
 mmcv 2.1.0 without compiled ops (PyPI's ``mmcv-lite``, or mmcv built with
 ``MMCV_WITH_OPS=0``) has no ``mmcv._ext``, so ``import mmcv.ops`` -- and with it
 ``mmdet.models``, ``mmseg.models``, ``mmpretrain.models`` -- fails. This file is
-executed *as* ``mmcv._ext`` by the finder of :mod:`flsl_mm.compat_ops` when, and
-only when, no compiled ``mmcv._ext`` is found (a compiled one always comes first).
+executed *as* ``mmcv._ext`` by the finder of :mod:`flsl_mm.compat_ops` (installed
+by ``import flsl_mm``) or of the interpreter start-up hook ``flsl_mm_startup``
+(installed by ``tools/install.sh``) when, and only when, no compiled
+``mmcv._ext`` is found (a compiled one always comes first).
 
 It implements the kernels our detection runs call, through torchvision's kernels
 with mmcv's semantics (``docs/compat.md``): ``nms``, ``roi_align_forward``,
@@ -15,7 +17,11 @@ get compiled mmcv, when called. See ``docs/install.md``.
 """
 from __future__ import annotations
 
-from flsl_mm import compat_ops as _compat_ops
+import importlib
+
+# by its module name, not through the flsl_mm package: loaded by the start-up
+# hook (flsl_mm_startup.py) the package is not imported (nor needed)
+_compat_ops = importlib.import_module('flsl_mm.compat_ops')
 
 #: What :func:`flsl_mm.compat_ops.mmcv_ops_kind` looks for.
 FLSL_MM_STANDIN = True

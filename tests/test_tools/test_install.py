@@ -85,7 +85,7 @@ def test_ready_environment_skips_every_step(installer):
     steps = installer.cli.plan('lite')
     actions = {s.name.split(' ')[0]: s.action for s in steps}
     assert actions == {'bootstrap': 'skip', 'torch': 'keep', 'stack': 'skip',
-                       'mmcv': 'skip', 'flsl_mm': 'skip'}, steps
+                       'mmcv': 'skip', 'flsl_mm': 'skip', 'start-up': 'skip'}, steps
 
 
 def test_second_run_is_a_no_op(repo_root):
@@ -275,6 +275,7 @@ def test_dry_run_and_check_in_a_fresh_venv(fresh_venv, repo_root):
     assert '-> pip' in plan['stack'] and 'mmdet==3.3.0' in plan['stack']
     assert '-> pip  mmcv-lite 2.1.0 (no compiled ops' in plan['mmcv']
     assert '-> pip' in plan['flsl_mm']
+    assert '-> write  flsl_mm_mmcv_ext.pth' in plan['start-up']
     compiled = subprocess.run(
         [str(fresh_venv), 'tools/install.py', '--dry-run', '--mmcv', 'compiled'],
         cwd=repo_root, capture_output=True, text=True, env=env, timeout=120)

@@ -165,3 +165,13 @@ def test_offline_install_keeps_torch_and_compiles_nothing(bundle, repo_root, tmp
                            cwd=repo_root, env=env, capture_output=True, text=True,
                            timeout=600)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    # the offline install put the start-up hook in place too (its final check
+    # imported mmdet / mmseg / mmpretrain without flsl_mm); pip uninstall
+    # flsl_mm removes it with flsl_mm
+    assert 'ok without importing flsl_mm (start-up hook' in log
+    hook = site / 'flsl_mm_mmcv_ext.pth'
+    assert hook.is_file()
+    gone = subprocess.run([str(python), '-m', 'pip', 'uninstall', '-y', 'flsl_mm'],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert gone.returncode == 0, gone.stderr[-3000:]
+    assert not hook.exists() and not list(site.glob('*flsl_mm*'))

@@ -35,11 +35,14 @@ from . import bundle, mmcv_build, pins, probe
 from .common import (DOCS, PIP_HINT, REPO_ROOT, InstallError, canonical,
                      installed_version, last_line, log, python_output, run)
 from .resolve import DEFAULT_PLATFORMS, Resolution, Target, resolve
+from .startup_hook import PTH_NAME, install_startup_hook, startup_hook_installed
 
 # the torch wheel unpacks ~5.5 GB of CUDA libraries; pip needs room to unpack it.
 TORCH_FREE_GB = 10.0
 MMCV_MODE_ENV = 'FLSL_MM_MMCV'
 
+# without flsl_mm: the start-up hook serves mmcv._ext (mmcv without compiled ops)
+PLAIN_APIS = 'from mmcv.ops import nms; import mmdet.apis, mmseg.apis, mmpretrain.apis'
 VERIFY = r'''
 import flsl_mm  # first: its stand-in serves mmcv._ext where mmcv has no compiled ops
 import mmcv, mmdet, mmdet.models, mmengine, mmpretrain, mmpretrain.models
@@ -188,13 +191,13 @@ def pip_install_pins(resolution: Resolution) -> None:
 
 def install_flsl_mm(offline: bool) -> None:
     """flsl_mm editable, built with the environment's setuptools (no isolated
-    build environment to download)."""
-    if probe.flsl_mm_installed():
-        return
-    run([sys.executable, '-m', 'pip', 'install', '-q', '--no-deps',
-         '--no-build-isolation', *(['--no-index'] if offline else []),
-         '--disable-pip-version-check', '-e', str(REPO_ROOT)],
-        'installing flsl_mm (editable)', hint=PIP_HINT)
+    build environment to download), and its interpreter start-up hook."""
+    if not probe.flsl_mm_installed():
+        run([sys.executable, '-m', 'pip', 'install', '-q', '--no-deps',
+             '--no-build-isolation', *(['--no-index'] if offline else []),
+             '--disable-pip-version-check', '-e', str(REPO_ROOT)],
+            'installing flsl_mm (editable)', hint=PIP_HINT)
+    install_startup_hook()
 
 
 def verify() -> str:
@@ -206,6 +209,13 @@ def verify() -> str:
             f'run bash tools/install.sh again; if it fails the same way, see {DOCS}')
     lines = out.strip().splitlines()
     log(lines[0])
+    rc, _, err = python_output(PLAIN_APIS)
+    if rc != 0:
+        raise InstallError(
+            f'mmcv / mmdet / mmseg / mmpretrain do not import without flsl_mm: '
+            f'{last_line(err)} (the start-up hook {PTH_NAME} is missing or '
+            f'broken?)\n{err[-2000:]}\nNext: run bash tools/install.sh again; see {DOCS}')
+    log(f'{PLAIN_APIS}: ok without importing flsl_mm (start-up hook {PTH_NAME})')
     return lines[-1]
 
 
@@ -274,6 +284,8 @@ def plan(mode: str) -> list[Step]:
         steps.append(Step(f'mmcv {pins.MMCV_VERSION} ({mode})', 'refuse', str(exc)))
     steps.append(Step('flsl_mm (editable)',
                       'skip' if probe.flsl_mm_installed() else 'pip', str(REPO_ROOT)))
+    steps.append(Step('start-up hook', 'skip' if startup_hook_installed() else 'write',
+                      PTH_NAME))
     return steps
 
 

@@ -145,13 +145,17 @@ def mmcv_compiled(python: str = sys.executable) -> bool:
 
 def flsl_mm_installed(repo_root: Path = REPO_ROOT,
                       python: str = sys.executable) -> bool:
-    """True when ``flsl_mm`` is installed from *this* checkout (editable)."""
+    """True when ``flsl_mm`` is installed from *this* checkout (editable), its
+    start-up module (``flsl_mm_startup``) included."""
     rc, out, _ = python_output(
-        'import importlib.util as u, os; s = u.find_spec("flsl_mm"); '
-        'print(os.path.realpath(s.origin) if s else "")', python)
-    if rc != 0 or not out.strip():
+        'import importlib.util as u, os\n'
+        'for name in ("flsl_mm", "flsl_mm_startup"):\n'
+        '    s = u.find_spec(name)\n'
+        '    print(os.path.realpath(s.origin) if s and s.origin else "")', python)
+    lines = [line for line in out.splitlines() if line.strip()] if rc == 0 else []
+    if len(lines) != 2:
         return False
-    return Path(last_line(out)).is_relative_to(repo_root.resolve())
+    return all(Path(line).is_relative_to(repo_root.resolve()) for line in lines)
 
 
 def nvidia_gpu_present() -> bool:
