@@ -9,8 +9,9 @@ module only appends a finder to the end of ``sys.meta_path`` -- it imports
 nothing else (measured: ``benchmarks/startup_hook.py``). The finder answers one
 name, ``mmcv._ext``, and only when no other finder found it: a compiled
 extension on mmcv's path always comes first. Then, and only then, it loads
-flsl_mm's stand-in (``flsl_mm/mmcv_ext_standin.py``) with the kernels module it
-needs (``flsl_mm/compat_ops.py``), without importing the ``flsl_mm`` package
+flsl_mm's stand-in (``flsl_mm/mmcv_ext_standin.py``) with the kernel modules it
+needs (``flsl_mm/compat_ops.py``, ``compat_kernels.py``), without importing the
+``flsl_mm`` package
 (whose import registers every component and imports mmdet, mmpretrain, ...,
 which import ``mmcv.ops`` themselves). So ``from mmdet.apis import
 DetInferencer`` or ``import mmseg.apis`` in a plain ``python -c`` finds
@@ -19,7 +20,8 @@ DetInferencer`` or ``import mmseg.apis`` in a plain ``python -c`` finds
 import sys
 
 EXT_NAME = 'mmcv._ext'
-KERNELS = 'flsl_mm.compat_ops'
+#: the stand-in's own modules, loaded by file under their names
+KERNELS = ('flsl_mm.compat_ops', 'flsl_mm.compat_kernels')
 
 
 class MmcvExtStandinFinder:
@@ -34,15 +36,17 @@ class MmcvExtStandinFinder:
         if package is None or not package.submodule_search_locations:
             return None
         root = list(package.submodule_search_locations)[0]
-        if KERNELS not in sys.modules:  # its own module, shared with flsl_mm later
+        for name in KERNELS:
+            if name in sys.modules:  # shared with flsl_mm, imported later or before
+                continue
             spec = importlib.util.spec_from_file_location(
-                KERNELS, os.path.join(root, 'compat_ops.py'))
+                name, os.path.join(root, name.split('.')[1] + '.py'))
             module = importlib.util.module_from_spec(spec)
-            sys.modules[KERNELS] = module
+            sys.modules[name] = module
             try:
                 spec.loader.exec_module(module)
             except BaseException:
-                del sys.modules[KERNELS]
+                del sys.modules[name]
                 raise
         return importlib.util.spec_from_file_location(
             EXT_NAME, os.path.join(root, 'mmcv_ext_standin.py'))

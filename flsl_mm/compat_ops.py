@@ -12,7 +12,9 @@ Two situations (``docs/install.md``, ``docs/compat.md``):
   is always found first (the finder is consulted last).
 * **compiled mmcv** without kernels for a device (an mmcv built without CUDA
   on a GPU machine): the dispatcher below sends that device's nms / RoIAlign to
-  torchvision.
+  torchvision, and the kernels compiled mmcv has for CUDA only (focal losses,
+  multi-scale deformable attention) to :mod:`flsl_mm.compat_kernels` wherever
+  mmcv has none (the CPU always).
 
 mmdet's Mask R-CNN / Faster R-CNN call ``mmcv.ops.nms`` / ``batched_nms`` (RPN,
 test-time NMS), ``mmcv.ops.RoIAlign`` (RoI extractors) and ``mmcv.ops.roi_align``
@@ -42,6 +44,7 @@ pooling (torchvision has no ``max`` mode: refused with a message).
 """
 from __future__ import annotations
 
+import importlib
 import importlib.abc
 import importlib.util
 import os
@@ -51,7 +54,13 @@ import torch
 
 OPS_ENV = 'FLSL_MM_OPS'
 OPS_CHOICES = ('auto', 'mmcv', 'torchvision')
-PATCHED_MODULES = ('mmcv.ops.nms', 'mmcv.ops.roi_align')
+PATCHED_MODULES = ('mmcv.ops.nms', 'mmcv.ops.roi_align', 'mmcv.ops.focal_loss',
+                   'mmcv.ops.multi_scale_deform_attn')
+#: kernels compiled mmcv has for CUDA only (none on the CPU): flsl_mm's
+#: (``flsl_mm.compat_kernels``) wherever mmcv has none
+CUDA_ONLY_KERNELS = ('sigmoid_focal_loss_forward', 'sigmoid_focal_loss_backward',
+                     'softmax_focal_loss_forward', 'softmax_focal_loss_backward',
+                     'ms_deform_attn_forward', 'ms_deform_attn_backward')
 EXT_NAME = 'mmcv._ext'
 STANDIN_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                             'mmcv_ext_standin.py')
@@ -69,8 +78,9 @@ class MissingCompiledOpError(NotImplementedError):
             f'mmcv op {op!r} needs mmcv\'s compiled extension (mmcv._ext), which '
             'this environment does not have: mmcv is installed without compiled ops '
             'and flsl_mm\'s stand-in implements only nms, roi_align_forward and '
-            f'roi_align_backward (through torchvision). For {op!r}, install '
-            + COMPILED_MMCV_HOW)
+            'roi_align_backward (through torchvision), the sigmoid / softmax focal '
+            'losses, softnms, nms_match and ms_deform_attn (plain torch; '
+            f'docs/compat.md). For {op!r}, install ' + COMPILED_MMCV_HOW)
 
 
 class _StandinFinder(importlib.abc.MetaPathFinder):
@@ -295,6 +305,8 @@ class OpsDispatcher:
 
     def __getattr__(self, name: str):
         ext = self.__dict__['mmcv_ext']
+        if name in CUDA_ONLY_KERNELS:
+            return self._cuda_only(ext, name)
         fallback = self._routes.get(name)
         if fallback is None:
             return getattr(ext, name)
@@ -307,6 +319,24 @@ class OpsDispatcher:
         kernel.__name__ = name
         return kernel
 
+    @staticmethod
+    def _cuda_only(ext, name: str):
+        """A kernel compiled mmcv has for CUDA only: mmcv's on a CUDA tensor
+        when it was built with CUDA (``FLSL_MM_OPS=mmcv``: always), flsl_mm's
+        plain-torch one otherwise (``FLSL_MM_OPS=torchvision``: always)."""
+        def kernel(first, *args, **kwargs):
+            mode = ops_mode()
+            own = mode == 'mmcv' or (mode == 'auto' and first.is_cuda
+                                     and mmcv_ops_kind() == 'compiled'
+                                     and mmcv_compiled_cuda() is not None)
+            if own:
+                return getattr(ext, name)(first, *args, **kwargs)
+            kernels = importlib.import_module('flsl_mm.compat_kernels')
+            return getattr(kernels, name)(first, *args, **kwargs)
+
+        kernel.__name__ = name
+        return kernel
+
 
 def apply() -> bool:
     """Install the ``mmcv._ext`` stand-in's finder, then put the dispatcher in front
@@ -314,7 +344,6 @@ def apply() -> bool:
     Returns False when mmcv's ops are not importable (nothing to dispatch)."""
     read_ops_mode()
     install_mmcv_ext_standin()
-    import importlib
     try:
         modules = [importlib.import_module(name) for name in PATCHED_MODULES]
     except ImportError:

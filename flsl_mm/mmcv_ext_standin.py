@@ -10,7 +10,10 @@ by ``import flsl_mm``) or of the interpreter start-up hook ``flsl_mm_startup``
 
 It implements the kernels our detection runs call, through torchvision's kernels
 with mmcv's semantics (``docs/compat.md``): ``nms``, ``roi_align_forward``,
-``roi_align_backward`` on every device torchvision has kernels for. Any other of
+``roi_align_backward`` on every device torchvision has kernels for; and in plain
+torch (:mod:`flsl_mm.compat_kernels`) the focal losses, soft-NMS, ``nms_match`` and
+the multi-scale deformable attention that mmdet's and mmseg's models reach on a
+GPU. Any other of
 mmcv's ~110 kernels exists as a name (``mmcv.ops`` checks them all at import) and
 raises :class:`flsl_mm.compat_ops.MissingCompiledOpError` naming the op and how to
 get compiled mmcv, when called. See ``docs/install.md``.
@@ -22,12 +25,15 @@ import importlib
 # by its module name, not through the flsl_mm package: loaded by the start-up
 # hook (flsl_mm_startup.py) the package is not imported (nor needed)
 _compat_ops = importlib.import_module('flsl_mm.compat_ops')
+_kernels = importlib.import_module('flsl_mm.compat_kernels')
 
 #: What :func:`flsl_mm.compat_ops.mmcv_ops_kind` looks for.
 FLSL_MM_STANDIN = True
-#: The kernels this stand-in implements.
+#: The kernels this stand-in implements (docs/compat.md has the table).
 IMPLEMENTED = ('nms', 'roi_align_forward', 'roi_align_backward',
-               'get_compiler_version', 'get_compiling_cuda_version')
+               'get_compiler_version', 'get_compiling_cuda_version',
+               *_kernels.KERNELS)
+globals().update({name: getattr(_kernels, name) for name in _kernels.KERNELS})
 
 
 def nms(boxes, scores, iou_threshold, offset=0):

@@ -33,12 +33,12 @@ def test_the_stand_in_is_a_module_with_a_spec():
 
 @requires_standin
 def test_a_kernel_it_does_not_have_names_the_op_and_the_way_out():
-    from mmcv.ops import soft_nms
-    boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 11., 11.]])
+    from mmcv.ops import RoIPool
+    rois = torch.tensor([[0., 0., 0., 4., 4.]])
     with pytest.raises(compat_ops.MissingCompiledOpError) as err:
-        soft_nms(boxes, torch.tensor([0.9, 0.8]))
+        RoIPool((2, 2), 1.0)(torch.ones(1, 1, 8, 8), rois)
     message = str(err.value)
-    assert "mmcv op 'softnms'" in message
+    assert "mmcv op 'roi_pool_forward'" in message
     assert 'bash tools/install.sh --mmcv compiled' in message
     assert 'nms, roi_align_forward and roi_align_backward' in message
     import mmcv._ext as ext

@@ -17,7 +17,13 @@ numpy archive, no pickle: nested dicts and lists flattened to ``a/0/b`` keys;
 * ``mmcv.ops.roi_align``: values and input gradients, ``aligned`` True / False,
   ``sampling_ratio`` 0 / 2, strides 4 / 16, RoIs over the border, entirely
   outside, sub-pixel, zero-size and the whole image; ``RoIAlign`` as mmdet's
-  RoI extractors build it.
+  RoI extractors build it;
+* ``mmcv.ops.soft_nms`` (linear, gaussian, naive; offsets, min scores, ties, no
+  boxes) and ``batched_nms`` with ``type='soft_nms'``; ``mmcv.ops.nms_match``.
+
+(Compiled mmcv 2.1.0 has no CPU kernels for the focal losses and the
+multi-scale deformable attention: those are checked against mmdet's / mmcv's
+own pure-PyTorch definitions, ``tests/test_compat_ops.py``.)
 """
 import os
 import sys
@@ -170,6 +176,47 @@ def roi_align_module_case(ops):
     return dict(feats=feats, rois=rois, out=layer(feats, rois))
 
 
+def soft_nms_cases(ops):
+    """soft-NMS (mmcv's CPU kernel): the three decays, thresholds, offsets,
+    min scores, distinct and tied scores; no boxes; batched_nms with it."""
+    cases = []
+    for seed in range(6):
+        for method in ('linear', 'gaussian', 'naive'):
+            boxes, scores = random_boxes(120, seed=100 + seed, ties=seed % 2 == 1)
+            iou, sigma = (0.3, 0.5) if seed < 3 else (0.5, 0.8)
+            min_score = 1e-3 if seed % 3 else 0.3
+            offset = seed % 2
+            dets, keep = ops.soft_nms(boxes, scores, iou, sigma, min_score, method,
+                                      offset)
+            cases.append(dict(boxes=boxes, scores=scores, iou=iou, sigma=sigma,
+                              min_score=min_score, method=method, offset=offset,
+                              dets=dets, keep=keep))
+    dets, keep = ops.soft_nms(torch.zeros(0, 4), torch.zeros(0), 0.3)
+    cases.append(dict(boxes=torch.zeros(0, 4), scores=torch.zeros(0), iou=0.3,
+                      sigma=0.5, min_score=1e-3, method='linear', offset=0,
+                      dets=dets, keep=keep))
+    return cases
+
+
+def soft_nms_batched_case(ops):
+    boxes, scores = random_boxes(300, seed=7)
+    labels = torch.randint(0, 4, (300,), generator=torch.Generator().manual_seed(7))
+    cfg = dict(type='soft_nms', iou_threshold=0.5, min_score=0.05)
+    dets, keep = ops.batched_nms(boxes, scores, labels, cfg)
+    return dict(boxes=boxes, scores=scores, labels=labels, dets=dets, keep=keep)
+
+
+def nms_match_cases(ops):
+    """nms_match (mmcv's CPU kernel): groups of each kept box."""
+    cases = []
+    for seed in range(6):
+        boxes, scores = random_boxes(150, seed=200 + seed, ties=seed % 2 == 1)
+        iou = (0.3, 0.5, 0.7)[seed % 3]
+        dets = torch.cat([boxes, scores[:, None]], 1)
+        cases.append(dict(dets=dets, iou=iou, groups=ops.nms_match(dets, iou)))
+    return cases
+
+
 def main() -> int:
     if 'flsl_mm' in sys.modules:
         raise SystemExit('run without flsl_mm imported')
@@ -184,7 +231,9 @@ def main() -> int:
         mmcv=str(mmcv_version), torch=str(torch.__version__),
         ext=os.path.basename(ext.__file__),
         nms=nms_cases(ops), nms_wrappers=wrapper_cases(ops),
-        roi_align=roi_align_cases(ops), roi_align_module=roi_align_module_case(ops))
+        roi_align=roi_align_cases(ops), roi_align_module=roi_align_module_case(ops),
+        soft_nms=soft_nms_cases(ops), soft_nms_batched=soft_nms_batched_case(ops),
+        nms_match=nms_match_cases(ops))
     save_record(record, OUT)
     print(f'wrote {OUT} ({OUT.stat().st_size / 1024:.0f} KiB): mmcv {mmcv_version} '
           f'({record["ext"]}), torch {torch.__version__}')
