@@ -136,6 +136,29 @@ def _fix_mmengine_init_dist_without_cuda() -> None:
         dist_utils._init_dist_slurm = init_dist_slurm
 
 
+def _fix_mmseg_visualizer_layout() -> None:
+    """mmseg 1.2's ``SegLocalVisualizer._draw_sem_seg`` draws its labels with
+    ``cv2.rectangle`` on ``np.zeros_like(image)``, which keeps the image's
+    memory layout: OpenCV 5 refuses a non-contiguous array ("Layout of the
+    output array img is incompatible with cv::Mat"), and mmseg's own
+    ``tools/analysis_tools/browse_dataset.py`` passes one (a permuted tensor).
+    The image is made contiguous first (a copy only when it is not)."""
+    try:
+        from mmseg.visualization import SegLocalVisualizer
+    except ImportError:  # mmseg not installed
+        return
+    original = SegLocalVisualizer._draw_sem_seg
+    if getattr(original, '_flsl_mm_contiguous', False):
+        return
+    import numpy as np
+
+    def _draw_sem_seg(self, image, *args, **kwargs):
+        return original(self, np.ascontiguousarray(image), *args, **kwargs)
+
+    _draw_sem_seg._flsl_mm_contiguous = True
+    SegLocalVisualizer._draw_sem_seg = _draw_sem_seg
+
+
 def cpu_ddp_wrapper_cfg(cfg) -> None:
     """mmengine's runner gives DDP ``device_ids=[LOCAL_RANK]`` (also as a default
     argument when the config has a ``model_wrapper_cfg``), which DDP refuses for a
@@ -172,6 +195,7 @@ def apply() -> None:
         return
     _fix_mmengine_checkpoint_io()
     _fix_mmengine_init_dist_without_cuda()
+    _fix_mmseg_visualizer_layout()
     # nms / RoIAlign through torchvision where mmcv has no kernels for the device
     from . import compat_ops
     compat_ops.apply()

@@ -214,3 +214,8 @@ def test_mmseg_own_test_tool_runs_our_demo_config(demo_root, tmp_path):
     def miou(proc):
         return float(re.findall(r'mIoU: (-?[\d.]+)', proc.stdout + proc.stderr)[-1])
     assert miou(ours) == miou(theirs)
+    run([_mim_tool('mmseg', 'analysis_tools', 'browse_dataset.py'), SEG, '--not-show',
+         '--output-dir', tmp_path / 'browse', '--cfg-options',
+         f'train_dataloader.dataset.data_root={demo_root}',
+         'train_dataloader.dataset.indices=2'], cwd=tmp_path)
+    assert len(list((tmp_path / 'browse').rglob('*.png'))) == 2
