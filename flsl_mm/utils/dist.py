@@ -43,4 +43,26 @@ def shutdown_distributed() -> None:
     """
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+        _everyone_left_the_barrier()
         dist.destroy_process_group()
+
+
+def _everyone_left_the_barrier(timeout_s: float = 60.0) -> None:
+    """Wait until every rank has *returned* from the last collective, through
+    the rendezvous store (not the process group): a rank's barrier can return
+    while its last message is still on its way to a slower rank, and tearing the
+    group down then kills that rank's read (seen under heavy load as the abort
+    above). Best effort: without a store, or after ``timeout_s``, it returns."""
+    import time
+    try:
+        store = dist.distributed_c10d._get_default_store()
+    except (AttributeError, RuntimeError, ValueError):
+        return
+    key, world = 'flsl_mm/left_last_collective', dist.get_world_size()
+    try:
+        store.add(key, 1)
+        deadline = time.monotonic() + timeout_s
+        while store.add(key, 0) < world and time.monotonic() < deadline:
+            time.sleep(0.01)
+    except RuntimeError:  # the store went away: the others are gone already
+        return
