@@ -88,38 +88,42 @@ def test_sigmoid_focal_loss_cuda_branch_equals_the_cpu_branch(reduction):
     torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-6)
 
 
-def test_sigmoid_focal_loss_class_weights_and_gamma():
-    """mmcv's op with class weights (``weight[target]``) and another gamma
-    against the formula by autograd."""
+def _value_and_grad(loss_fn, pred):
+    x = pred.clone().requires_grad_(True)
+    loss = loss_fn(x)
+    loss.sum().backward()
+    return loss, x.grad
+
+
+def _sigmoid_formula(x, target, gamma, alpha, class_w):
+    p = torch.sigmoid(x)
+    pos = F.one_hot(target, x.shape[1]).float()
+    return ((-pos * alpha * (1 - p) ** gamma * torch.log(p)
+             - (1 - pos) * (1 - alpha) * p ** gamma * torch.log(1 - p))
+            * class_w[target][:, None]).sum()
+
+
+def _softmax_formula(x, target, gamma, alpha, class_w):
+    pt = torch.softmax(x, 1).gather(1, target[:, None]).squeeze(1)
+    return (-alpha * (1 - pt) ** gamma * torch.log(pt) * class_w[target]).mean()
+
+
+@pytest.mark.parametrize('op,formula,reduction,gamma,alpha', [
+    (mmcv_ops.sigmoid_focal_loss, _sigmoid_formula, 'sum', 1.5, 0.3),
+    (mmcv_ops.softmax_focal_loss, _softmax_formula, 'mean', 2.0, 0.25)])
+def test_focal_losses_with_class_weights_against_their_formulas(op, formula,
+                                                                reduction, gamma,
+                                                                alpha):
+    """mmcv's ops with class weights (the kernels' ``weight[target]``) against
+    their formulas by autograd: values and gradients."""
     pred, target = _logits_and_targets(seed=1)
     target = target.clamp(max=pred.shape[1] - 1)
     class_w = torch.tensor([0.5, 1.0, 2.0, 1.5, 0.1])
-    a = pred.clone().requires_grad_(True)
-    loss = mmcv_ops.sigmoid_focal_loss(a, target, 1.5, 0.3, class_w, 'sum')
-    loss.backward()
-    b = pred.clone().requires_grad_(True)
-    p = torch.sigmoid(b)
-    pos = F.one_hot(target, pred.shape[1]).float()
-    ref = (-pos * 0.3 * (1 - p) ** 1.5 * torch.log(p)
-           - (1 - pos) * 0.7 * p ** 1.5 * torch.log(1 - p)) * class_w[target][:, None]
-    ref.sum().backward()
-    torch.testing.assert_close(loss, ref.sum(), rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-5)
-
-
-def test_softmax_focal_loss_against_its_formula():
-    pred, target = _logits_and_targets(seed=2)
-    target = target.clamp(max=pred.shape[1] - 1)
-    class_w = torch.tensor([1.0, 0.5, 2.0, 1.0, 0.3])
-    a = pred.clone().requires_grad_(True)
-    loss = mmcv_ops.softmax_focal_loss(a, target, 2.0, 0.25, class_w, 'mean')
-    loss.backward()
-    b = pred.clone().requires_grad_(True)
-    pt = torch.softmax(b, 1).gather(1, target[:, None]).squeeze(1)
-    ref = (-0.25 * (1 - pt) ** 2 * torch.log(pt) * class_w[target]).mean()
-    ref.backward()
-    torch.testing.assert_close(loss, ref, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-6)
+    ours = _value_and_grad(lambda x: op(x, target, gamma, alpha, class_w, reduction),
+                           pred)
+    ref = _value_and_grad(lambda x: formula(x, target, gamma, alpha, class_w), pred)
+    torch.testing.assert_close(ours[0], ref[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours[1], ref[1], rtol=1e-4, atol=1e-5)
 
 
 def test_deformable_attention_cuda_branch_equals_the_pytorch_path():
