@@ -1,9 +1,13 @@
+import io
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -23,6 +27,50 @@ def demo_root(tmp_path_factory) -> Path:
     from flsl_mm.datasets import make_demo_data
     root = tmp_path_factory.mktemp('demo') / 'flsl_demo'
     return make_demo_data(root, num_train=16, num_val=8, img_size=(96, 128), seed=0)
+
+
+# ---- a training folder with the bad files of a real one (bad samples) ----
+BAD = ('bad_truncated.jpg', 'bad_empty.jpg', 'bad_text.jpg', 'bad_tiny.png')
+GOOD_ODD = ('odd_png_named.JPEG', 'odd_cmyk.jpg')
+
+
+def _noise_image(seed: int, size=(96, 128)) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.random((*size, 3)) * 255).astype(np.uint8)
+
+
+def make_bad_image_folder(demo_root: Path, root: Path) -> Path:
+    """A copy of ``demo_root`` with a split ``bad`` (``bad/images``: the training
+    images and a truncated JPEG, a zero-byte file, a text file named .jpg, a 1x1
+    image (the ``BAD`` ones), a PNG named .JPEG and a CMYK JPEG (``GOOD_ODD``:
+    decoded)); train with ``train_dataloader.dataset.split=bad`` (the dense
+    probe keeps its labelled ``train`` / ``val`` images)."""
+    shutil.copytree(demo_root, root)
+    images = root / 'bad' / 'images'
+    shutil.copytree(root / 'train' / 'images', images)
+    jpeg = io.BytesIO()
+    Image.fromarray(_noise_image(1)).save(jpeg, 'JPEG', quality=90)
+    data = jpeg.getvalue()
+    (images / 'bad_truncated.jpg').write_bytes(data[:len(data) * 2 // 3])
+    (images / 'bad_empty.jpg').write_bytes(b'')
+    (images / 'bad_text.jpg').write_text('this is not an image\n')
+    Image.new('RGB', (1, 1), (200, 10, 10)).save(images / 'bad_tiny.png')
+    Image.fromarray(_noise_image(2)).save(images / 'odd_png_named.JPEG', 'PNG')
+    Image.fromarray(_noise_image(3)).convert('CMYK').save(images / 'odd_cmyk.jpg', 'JPEG')
+    return root
+
+
+@pytest.fixture(scope='session')
+def bad_image_root(demo_root, tmp_path_factory) -> Path:
+    """The demo data with bad files in its training folder (``BAD`` must be
+    refused, ``GOOD_ODD`` decoded)."""
+    return make_bad_image_folder(demo_root, tmp_path_factory.mktemp('bad') / 'demo')
+
+
+@pytest.fixture(scope='session')
+def bad_image_names() -> tuple:
+    """The file names in ``bad_image_root``'s training folder that are bad."""
+    return BAD
 
 
 from mmengine.registry import DefaultScope  # noqa: E402

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import random
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 from mmengine.dataset import DefaultSampler
 from torch.utils.data import Dataset, get_worker_info
 
+from flsl_mm.datasets.bad_samples import (ITEM_KEY, MAX_ATTEMPTS, ON_BAD_SAMPLE,
+                                          BadSampleError, replacement_index,
+                                          sample_path)
 from flsl_mm.registry import DATA_SAMPLERS
 
 _U64 = (1 << 64) - 1
@@ -65,18 +68,41 @@ def seeded_rng(seed: int, restore: bool = True):
 
 class SampleSeededDataset(Dataset):
     """Wraps a dataset so that item ``(index, seed)`` is ``dataset[index]`` made
-    under :func:`seeded_rng` ``(seed)``. ``metainfo`` and ``len`` are the wrapped
-    dataset's; ``.dataset`` is the wrapped dataset."""
+    under :func:`seeded_rng` ``(seed)``. ``metainfo`` is the wrapped dataset's;
+    ``.dataset`` is the wrapped dataset.
 
-    def __init__(self, dataset) -> None:
+    A sample that raises :class:`~flsl_mm.datasets.bad_samples.BadSampleError`
+    (a file that cannot be used) is, with ``on_bad_sample='replace'``, replaced
+    by sample :func:`~flsl_mm.datasets.bad_samples.replacement_index` ``(index,
+    seed, attempt)``, made under the same seed: the same replacement on every
+    rank and every resume. The item then carries the records of the bad ones
+    under ``ITEM_KEY`` (path, reason, index, replacement) for the training loop
+    to log. ``'raise'`` lets the error through (the job stops, naming the file).
+
+    ``keep`` (indices of the wrapped dataset) leaves the others out from the
+    start: the skip list of a ``tools/misc/check_dataset.py`` scan; ``len`` is
+    then ``len(keep)`` and item ``i`` is sample ``keep[i]``.
+    """
+
+    def __init__(self, dataset, on_bad_sample: str = 'replace',
+                 keep: Sequence[int] | None = None) -> None:
+        if on_bad_sample not in ON_BAD_SAMPLE:
+            raise ValueError(f'on_bad_sample must be one of {ON_BAD_SAMPLE}, got '
+                             f'{on_bad_sample!r}')
         self.dataset = dataset
+        self.on_bad_sample = on_bad_sample
+        self.keep = None if keep is None else list(keep)
 
     @property
     def metainfo(self) -> dict:
         return getattr(self.dataset, 'metainfo', {})
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return len(self.dataset) if self.keep is None else len(self.keep)
+
+    def source_index(self, index: int) -> int:
+        """The wrapped dataset's index of item ``index``."""
+        return index if self.keep is None else self.keep[index]
 
     def __getitem__(self, key):
         if not (isinstance(key, tuple) and len(key) == 2):
@@ -84,8 +110,26 @@ class SampleSeededDataset(Dataset):
                 'SampleSeededDataset takes (index, seed) items from SeededSampler, '
                 f'got {key!r}: build the loader with ResumableEpochBasedTrainLoop')
         index, seed = key
-        with seeded_rng(seed, restore=get_worker_info() is None):
-            return self.dataset[index]
+        restore = get_worker_info() is None
+        bad = []
+        for attempt in range(MAX_ATTEMPTS + 1):
+            source = self.source_index(index)
+            try:
+                with seeded_rng(seed, restore=restore):
+                    item = self.dataset[source]
+            except BadSampleError as error:
+                if self.on_bad_sample == 'raise':
+                    raise
+                index = replacement_index(index, seed, attempt, len(self))
+                bad.append(dict(path=error.path, reason=error.reason, index=source))
+                continue
+            if bad and isinstance(item, dict):
+                trained_on = sample_path(self.dataset, source)
+                item[ITEM_KEY] = [dict(r, replacement=trained_on) for r in bad]
+            return item
+        raise BadSampleError(bad[0]['path'], f'{bad[0]["reason"]}; and the '
+                             f'{MAX_ATTEMPTS} samples tried in its place were bad '
+                             f'too: {[r["path"] for r in bad[1:]]}')
 
 
 @DATA_SAMPLERS.register_module()

@@ -1,6 +1,9 @@
 """LoadImageLikeImageFolder decodes as torchvision's ImageFolder (the FLSL / DINO
 reference loaders): EXIF orientation ignored, CMYK converted PIL's way; bad files
 are named."""
+import io
+import os
+
 import numpy as np
 import pytest
 from mmcv.transforms import LoadImageFromFile
@@ -74,5 +77,61 @@ def test_missing_and_corrupt_files_are_named(tmp_path):
     Image.fromarray(np.full((40, 40, 3), 90, np.uint8)).save(good)
     cut = tmp_path / 'cut.jpg'
     cut.write_bytes(good.read_bytes()[:200])  # truncated inside the scan
-    with pytest.raises(ValueError, match='cut.jpg: cannot decode the image'):
+    with pytest.raises(ValueError, match='cut.jpg: truncated JPEG'):
         LoadImageLikeImageFolder(to_tensor=True)(dict(img_path=str(cut)))
+
+
+@pytest.mark.parametrize('kind', ['no_eoi', 'empty', 'text', 'tiny', 'tall_png',
+                                  'huge_jpeg'])
+def test_bad_files_get_their_reason(tmp_path, kind):
+    from flsl_mm.datasets.bad_samples import BadSampleError
+    from flsl_mm.datasets.transforms.loading import MAX_SIDE
+    path = tmp_path / f'{kind}.jpg'
+    good = io.BytesIO()
+    Image.fromarray(np.full((40, 48, 3), 90, np.uint8)).save(good, 'JPEG')
+    data = good.getvalue()
+    if kind == 'no_eoi':  # every scan byte there, only the end marker lost
+        path.write_bytes(data[:-2])
+        reason = 'truncated JPEG: no end-of-image marker'
+    elif kind == 'empty':
+        path.write_bytes(b'')
+        reason = r'the file is empty \(0 bytes\)'
+    elif kind == 'text':
+        path.write_text('not an image\n')
+        reason = 'cannot decode the image'
+    elif kind == 'tiny':
+        Image.new('RGB', (1, 1)).save(path, 'PNG')
+        reason = 'the image is 1x1 px, smaller than 8 px a side'
+    elif kind == 'tall_png':
+        Image.new('L', (8, MAX_SIDE + 1)).save(path, 'PNG')
+        reason = f'the image is 8x{MAX_SIDE + 1} px, larger than {MAX_SIDE} px'
+    else:  # the frame header says 40000 px wide: refused before decoding
+        header = bytearray(data)
+        sof = header.index(b'\xff\xc0')
+        header[sof + 7:sof + 9] = (40000).to_bytes(2, 'big')
+        path.write_bytes(bytes(header))
+        reason = f'the image is 40000x40 px, larger than {MAX_SIDE} px'
+    for to_tensor in (False, True):
+        with pytest.raises(BadSampleError, match=f'{kind}.jpg: {reason}') as info:
+            LoadImageLikeImageFolder(to_tensor=to_tensor)(dict(img_path=str(path)))
+        assert info.value.path == str(path)
+
+
+def test_a_file_that_changes_while_read_is_named(tmp_path, monkeypatch):
+    import flsl_mm.datasets.transforms.loading as loading
+    path = tmp_path / 'growing.jpg'
+    Image.new('RGB', (16, 16)).save(path, 'JPEG')
+    real, calls = os.fstat, []
+
+    def fstat(fd):  # the second look (after reading) sees a longer file
+        calls.append(fd)
+        stat = real(fd)
+        if len(calls) == 2:
+            with open(path, 'ab') as f:
+                f.write(b'more')
+            stat = real(fd)
+        return stat
+    monkeypatch.setattr(loading.os, 'fstat', fstat)
+    with pytest.raises(ValueError, match='growing.jpg: the file changed while '
+                       'being read'):
+        LoadImageLikeImageFolder()(dict(img_path=str(path)))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import os
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -11,19 +12,32 @@ from mmengine import fileio
 from PIL import Image
 from torchvision.io import ImageReadMode, decode_jpeg
 
+from flsl_mm.datasets.bad_samples import BadSampleError
 from flsl_mm.registry import TRANSFORMS
+
+#: the smallest and largest side of an image taken for training (px); outside
+#: them a sample is bad (a 1x1 thumbnail, a 100,000 px panorama)
+MIN_SIDE, MAX_SIDE = 8, 32768
 
 # start-of-frame markers (baseline, extended, progressive, lossless; not DHT
 # 0xC4, JPG 0xC8, DAC 0xCC)
 _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
-def jpeg_components(data: bytes) -> int | None:
-    """The number of colour components of a JPEG's frame (1 gray, 3 YCbCr / RGB,
-    4 CMYK / YCCK), or None when ``data`` is not a JPEG this can parse."""
+class JpegFrame(NamedTuple):
+    """What a JPEG's markers say before its pixels are decoded."""
+    components: int  # 1 gray, 3 YCbCr / RGB, 4 CMYK / YCCK
+    height: int
+    width: int
+    scan: int  # offset of the first start-of-scan marker (-1: none found)
+
+
+def jpeg_frame(data: bytes) -> JpegFrame | None:
+    """The frame header of a JPEG (components, size) and where its first scan
+    starts, or None when ``data`` is not a JPEG this can parse."""
     if data[:2] != b'\xff\xd8':
         return None
-    i, n = 2, len(data)
+    i, n, frame = 2, len(data), None
     while i + 4 <= n:
         if data[i] != 0xFF:
             return None
@@ -34,10 +48,33 @@ def jpeg_components(data: bytes) -> int | None:
         if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
             i += 2
             continue
-        if marker in _SOF:
-            return data[i + 9] if i + 9 < n else None
+        if marker == 0xDA:  # start of scan: the entropy-coded data follows
+            return None if frame is None else frame._replace(scan=i)
+        if marker in _SOF and frame is None:
+            if i + 9 >= n:
+                return None
+            frame = JpegFrame(data[i + 9], int.from_bytes(data[i + 5:i + 7], 'big'),
+                              int.from_bytes(data[i + 7:i + 9], 'big'), -1)
         i += 2 + int.from_bytes(data[i + 2:i + 4], 'big')
-    return None
+    return frame
+
+
+def jpeg_components(data: bytes) -> int | None:
+    """The number of colour components of a JPEG's frame (1 gray, 3 YCbCr / RGB,
+    4 CMYK / YCCK), or None when ``data`` is not a JPEG this can parse."""
+    frame = jpeg_frame(data)
+    return None if frame is None else frame.components
+
+
+def check_image_size(path, height: int, width: int) -> None:
+    """:class:`BadSampleError` for an image too small to crop views from or too
+    large to decode safely (docs/pretraining.md, "Bad samples")."""
+    if min(height, width) < MIN_SIDE:
+        raise BadSampleError(path, f'the image is {width}x{height} px, smaller than '
+                             f'{MIN_SIDE} px a side')
+    if max(height, width) > MAX_SIDE:
+        raise BadSampleError(path, f'the image is {width}x{height} px, larger than '
+                             f'{MAX_SIDE} px a side')
 
 
 @TRANSFORMS.register_module()
@@ -63,7 +100,12 @@ class LoadImageLikeImageFolder(BaseTransform):
         backend_args: mmengine file backend arguments (e.g. for Petrel / S3).
 
     Raises:
-        ValueError: naming the file, when it is missing or cannot be decoded.
+        BadSampleError: (a ``ValueError``) naming the file and what is wrong: it
+            is missing, empty, changed while read, a truncated JPEG (detected
+            before decoding: no end-of-image marker after the scan), cannot be
+            decoded, or smaller than ``MIN_SIDE`` / larger than ``MAX_SIDE`` px a
+            side. The training loop replaces such a sample by default
+            (docs/pretraining.md, "Bad samples").
     """
 
     def __init__(self, to_tensor: bool = False, backend_args: dict | None = None) -> None:
@@ -75,9 +117,22 @@ class LoadImageLikeImageFolder(BaseTransform):
         try:
             data = self._read(path)
         except FileNotFoundError as e:
-            raise ValueError(f'{path}: image file not found') from e
+            raise BadSampleError(path, 'image file not found') from e
+        except OSError as e:  # permissions, a directory, an I/O error
+            raise BadSampleError(path, f'cannot read the file ({e})') from e
+        if not data:
+            raise BadSampleError(path, 'the file is empty (0 bytes)')
         chw = None
-        if jpeg_components(data) in (1, 3):
+        frame = jpeg_frame(data)
+        if frame is not None:
+            check_image_size(path, frame.height, frame.width)
+            # the entropy-coded data cannot hold 0xFFD9 (0xFF is stuffed), so
+            # without one after the scan the file was cut short; a decoder may
+            # still give an image, grey where the data is missing
+            if frame.scan < 0 or data.rfind(b'\xff\xd9') < frame.scan:
+                raise BadSampleError(path, 'truncated JPEG: no end-of-image marker '
+                                     'after the image data')
+        if frame is not None and frame.components in (1, 3):
             try:
                 chw = decode_jpeg(torch.frombuffer(data, dtype=torch.uint8),
                                   mode=ImageReadMode.RGB)
@@ -86,9 +141,15 @@ class LoadImageLikeImageFolder(BaseTransform):
         if chw is None:
             try:
                 with Image.open(io.BytesIO(data)) as img:
+                    check_image_size(path, img.height, img.width)
                     rgb = np.asarray(img.convert('RGB'))
+            except BadSampleError:
+                raise
+            except Image.UnidentifiedImageError as e:  # its text names a BytesIO
+                raise BadSampleError(path, 'cannot decode the image (not an image '
+                                     'format PIL can identify)') from e
             except (OSError, ValueError, Image.DecompressionBombError) as e:
-                raise ValueError(f'{path}: cannot decode the image ({e})') from e
+                raise BadSampleError(path, f'cannot decode the image ({e})') from e
             if self.to_tensor:
                 chw = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
         if self.to_tensor:
@@ -104,13 +165,20 @@ class LoadImageLikeImageFolder(BaseTransform):
 
     def _read(self, path: str) -> bytearray:
         """The file's bytes (writable, for ``torch.frombuffer``); local files
-        without mmengine's backend dispatch (50 us an image)."""
+        without mmengine's backend dispatch (50 us an image). A file whose size
+        or modification time changes while it is read is bad (half-written)."""
         if self.backend_args is None and '://' not in str(path):
             with open(path, 'rb') as f:
-                data = bytearray(os.fstat(f.fileno()).st_size)
-                if f.readinto(data) != len(data):
-                    raise ValueError(f'{path}: the file changed while being read')
-                return data
+                before = os.fstat(f.fileno())
+                data = bytearray(before.st_size)
+                got = f.readinto(data)
+                after = os.fstat(f.fileno())
+            if got != len(data) or (after.st_size, after.st_mtime_ns) != (
+                    before.st_size, before.st_mtime_ns):
+                raise BadSampleError(path, 'the file changed while being read '
+                                     f'({before.st_size} bytes when opened, '
+                                     f'{after.st_size} after)')
+            return data
         return bytearray(fileio.get(path, backend_args=self.backend_args))
 
     def __repr__(self) -> str:
