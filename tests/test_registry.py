@@ -14,6 +14,7 @@ COMPONENTS = [
     ('HOOKS', 'NonFiniteLossHook'), ('HOOKS', 'RNGStateHook'),
     ('HOOKS', 'DeferredRuntimeInfoHook'),
     ('DATASETS', 'DemoImageDataset'), ('DATASETS', 'DemoCocoDataset'),
+    ('DATASETS', 'CheckedCocoDataset'), ('TRANSFORMS', 'CheckSegMapSize'),
     ('DATASETS', 'DemoSegDataset'),
     ('DATASETS', 'UAVDTDataset'), ('DATASETS', 'UAVDTDemoDataset'),
     ('METRICS', 'UAVDTMetric'),

@@ -27,6 +27,7 @@ model = dict(
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),
+    dict(type='CheckSegMapSize'),  # a map of another size: named, left out
     dict(type='RandomFlip', prob=0.5),
     dict(type='PhotoMetricDistortion'),
     dict(type='PackSegInputs'),
@@ -34,6 +35,7 @@ train_pipeline = [
 test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),
+    dict(type='CheckSegMapSize', on_invalid='raise'),
     dict(type='PackSegInputs'),
 ]
 train_dataloader = dict(

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import os.path as osp
 
-from mmdet.datasets import CocoDataset
 from mmpretrain.datasets import CustomDataset
 
 from flsl_mm.registry import DATASETS
+from .checked_coco import CheckedCocoDataset
 from .demo_data import THING_CLASSES, ensure_demo_data
 
 
@@ -27,8 +27,9 @@ class DemoImageDataset(CustomDataset):
 
 
 @DATASETS.register_module()
-class DemoCocoDataset(CocoDataset):
-    """COCO instances of the demo things (circle, square, triangle).
+class DemoCocoDataset(CheckedCocoDataset):
+    """COCO instances of the demo things (circle, square, triangle); invalid
+    annotations are named and left out (:class:`CheckedCocoDataset`).
 
     Generates the demo data at ``data_root`` first when it is missing.
     """

@@ -93,6 +93,9 @@ def test_parser_tolerates_real_file_quirks_and_names_bad_lines(tmp_path):
     f.write_text('1,1,10,20,30,40,1,1,1\n2,1,11,x,30,40,1,1,2\n')
     with pytest.raises(UAVDTFormatError, match=r'M0101_gt_whole.txt:2: not an integer'):
         parse_annotation_file(f)
+    f.write_text('1,1,10,20,30,0,1,1,1\n')
+    with pytest.raises(UAVDTFormatError, match=r'M0101_gt_whole.txt:1: box of zero size'):
+        parse_annotation_file(f)
     f.write_text('1,1,10,20,30,40,1,1,1\n\n2,1,11,21\n')
     with pytest.raises(UAVDTFormatError, match=r'M0101_gt_whole.txt:3: expected 9'):
         parse_annotation_file(f)
@@ -101,9 +104,18 @@ def test_parser_tolerates_real_file_quirks_and_names_bad_lines(tmp_path):
 def test_bad_category_and_missing_root(tmp_path):
     root = make_uavdt_demo(tmp_path / 'd', layout=1, with_no_gt_sequence=False)
     whole = root / 'UAV-benchmark-M/M0101/gt/gt_whole.txt'
-    whole.write_text('1,1,10,20,30,40,1,1,7\n')
-    with pytest.raises(UAVDTFormatError, match='gt_whole.txt: category 7'):
-        _dataset(root, split='all')
+    whole.write_text('1,1,10,20,30,40,1,1,7\n1,2,10,20,-3,40,1,1,1\n'
+                     '1,3,10,20,30,40,1,1,2\n')
+    ds = _dataset(root, split='all')  # the invalid rows named and left out
+    assert [(r['line'], r['reason']) for r in ds.invalid_annotations] == [
+        (1, 'category 7 is not 1 (car), 2 (truck) or 3 (bus)'),
+        (2, 'box of negative size (-3 x 40)')]
+    assert all(r['path'] == str(whole) for r in ds.invalid_annotations)
+    frame = next(d for d in map(ds.get_data_info, range(len(ds)))
+                 if d['sequence'] == 'M0101' and d['frame'] == 1)
+    assert [i['bbox_label'] for i in frame['instances'] if not i['ignore_flag']] == [1]
+    with pytest.raises(UAVDTFormatError, match=r'gt_whole.txt:1: category 7'):
+        parse_annotation_file(whole, categories=(1, 3))
     with pytest.raises(FileNotFoundError, match='UAV-benchmark-M'):
         _dataset(tmp_path / 'nowhere')
 

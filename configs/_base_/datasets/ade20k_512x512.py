@@ -8,6 +8,7 @@ crop_size = (512, 512)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='CheckSegMapSize'),  # a map of another size: named, left out
     dict(type='RandomResize', scale=(2048, 512), ratio_range=(0.5, 2.0),
          keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
@@ -19,6 +20,7 @@ test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(2048, 512), keep_ratio=True),
     dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='CheckSegMapSize', on_invalid='raise'),
     dict(type='PackSegInputs'),
 ]
 train_dataloader = dict(

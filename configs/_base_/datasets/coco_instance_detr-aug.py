@@ -1,7 +1,7 @@
 # MS-COCO instances with the DETR-style multi-scale augmentation (FLSL_SPEC 8):
 # short side 480..800 (step 32, max 1333), or resize 400-600 -> random crop
 # 384-600 -> resize; flips. mmdet's CocoMetric for bbox and segm.
-dataset_type = 'CocoDataset'
+dataset_type = 'CheckedCocoDataset'  # mmdet's, naming invalid annotations
 data_root = 'data/coco/'
 backend_args = None
 multi_scales = [(s, 1333) for s in range(480, 801, 32)]

@@ -30,21 +30,27 @@ IMAGES_DIR = 'UAV-benchmark-M'
 ANNOTATIONS_DIR = os.path.join('UAV-benchmark-MOTD_v1.0', 'GT')
 _SEQ_RE = re.compile(r'^M\d{4}$')
 _FRAME_RE = re.compile(r'^(?:img)?(\d+)\.jpe?g$', re.IGNORECASE)
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: invalid rows kept as records
 
 
 class UAVDTFormatError(ValueError):
     """A UAVDT file is malformed; the message names the file and line."""
 
 
-def parse_annotation_file(path: str | os.PathLike, min_columns: int = 9
-                          ) -> np.ndarray:
+def parse_annotation_file(path: str | os.PathLike, min_columns: int = 9,
+                          invalid: list | None = None,
+                          categories: tuple[int, int] | None = None) -> np.ndarray:
     """Read a ``*_gt_whole.txt`` / ``*_gt_ignore.txt`` file into an int array.
 
     Columns: ``frame, target_id, left, top, width, height, out_of_view, occlusion,
     category``. Blank lines, trailing commas, spaces and Windows line ends are
     accepted; anything else that is not ``min_columns`` integers raises
     :class:`UAVDTFormatError` naming the file and the 1-based line number.
+
+    A row of integers whose values cannot be an object (a frame < 1, a box of
+    zero or negative width or height, a category outside ``categories``) raises
+    too, or -- with an ``invalid`` list -- is left out and recorded there as
+    ``dict(path, line, reason)`` (the dataset names it and trains on the rest).
     """
     rows = []
     with open(path, encoding='utf-8', errors='replace', newline='') as f:
@@ -61,11 +67,21 @@ def parse_annotation_file(path: str | os.PathLike, min_columns: int = 9
                 values = [int(float(x)) for x in fields[:min_columns]]
             except ValueError:
                 raise UAVDTFormatError(f'{path}:{lineno}: not an integer in {text!r}')
+            reason = None
             if values[0] < 1:
-                raise UAVDTFormatError(f'{path}:{lineno}: frame {values[0]} < 1')
-            if values[4] < 0 or values[5] < 0:
-                raise UAVDTFormatError(f'{path}:{lineno}: negative box size in '
-                                       f'{text!r}')
+                reason = f'frame {values[0]} < 1'
+            elif values[4] <= 0 or values[5] <= 0:
+                reason = (f'box of {"negative" if min(values[4:6]) < 0 else "zero"} '
+                          f'size ({values[4]} x {values[5]})')
+            elif categories is not None and not (
+                    categories[0] <= values[8] <= categories[1]):
+                reason = (f'category {values[8]} is not 1 (car), 2 (truck) or 3 '
+                          '(bus)')
+            if reason is not None:
+                if invalid is None:
+                    raise UAVDTFormatError(f'{path}:{lineno}: {reason} in {text!r}')
+                invalid.append(dict(path=str(path), line=lineno, reason=reason))
+                continue
             rows.append(values)
     return np.asarray(rows, dtype=np.int64).reshape(-1, min_columns)
 
@@ -145,14 +161,11 @@ def index_sequence(seq: Sequence) -> dict:
     """Per-frame boxes / labels / ignore regions of one annotated sequence."""
     with Image.open(seq.image_dir / seq.frames[min(seq.frames)]) as im:
         width, height = im.size
-    whole = parse_annotation_file(seq.gt_whole)
-    ignore = (parse_annotation_file(seq.gt_ignore) if seq.gt_ignore is not None
-              else np.zeros((0, 9), np.int64))
-    bad = np.nonzero((whole[:, 8] < 1) | (whole[:, 8] > len(CLASSES)))[0]
-    if len(bad):
-        raise UAVDTFormatError(f'{seq.gt_whole}: category {whole[bad[0], 8]} is not '
-                               f'1 (car), 2 (truck) or 3 (bus) (row {bad[0] + 1} of '
-                               'the non-blank rows)')
+    invalid = []  # rows that cannot be objects: named by the dataset, left out
+    whole = parse_annotation_file(seq.gt_whole, invalid=invalid,
+                                  categories=(1, len(CLASSES)))
+    ignore = (parse_annotation_file(seq.gt_ignore, invalid=invalid)
+              if seq.gt_ignore is not None else np.zeros((0, 9), np.int64))
     missing = sorted(set(whole[:, 0].tolist()) - set(seq.frames))
     if missing:
         raise UAVDTFormatError(f'{seq.gt_whole}: frames {missing[:5]} have '
@@ -165,7 +178,8 @@ def index_sequence(seq: Sequence) -> dict:
         frames[f] = dict(bboxes=boxes[sel], labels=(whole[sel, 8] - 1),
                          ignore=ign_boxes[isel])
     return dict(name=seq.name, height=height, width=width, image_dir=str(seq.image_dir),
-                files={f: seq.frames[f] for f in frames}, frames=frames)
+                files={f: seq.frames[f] for f in frames}, frames=frames,
+                invalid=invalid)
 
 
 def _cache_file(root: Path) -> Path:

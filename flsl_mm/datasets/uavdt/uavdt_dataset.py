@@ -62,6 +62,11 @@ class UAVDTDataset(BaseDetDataset):
                       logger='current', level=logging.WARNING)
         names = select_sequences(sorted(index), self.split, self.sequences)
         data_list = []
+        self.invalid_annotations = [r for name in names
+                                    for r in index[name].get('invalid', [])]
+        for r in self.invalid_annotations:
+            print_log(f'UAVDT: invalid annotation left out: {r["path"]}:{r["line"]}: '
+                      f'{r["reason"]}', logger='current', level=logging.WARNING)
         for name in names:
             seq = index[name]
             for frame in sorted(seq['frames']):
