@@ -133,6 +133,23 @@ def test_a_segmentation_map_of_the_wrong_size_is_named(repo_root, demo_root, tmp
         CheckSegMapSize(on_invalid='raise')(dict(sample))
 
 
+def test_check_dataset_on_a_davis_folder(repo_root, tmp_path):
+    from flsl_mm.datasets.davis import make_davis_demo
+    root = make_davis_demo(tmp_path / 'davis', num_sequences=2, num_frames=4)
+    frame = sorted(root.glob('JPEGImages/480p/demo-00/*.jpg'))[1]
+    frame.write_bytes(frame.read_bytes()[:-200])  # cut inside the scan
+    ann = sorted(root.glob('Annotations/480p/demo-01/*.png'))[2]
+    with Image.open(ann) as im:
+        im.resize((10, 10)).save(ann)
+    log = run(repo_root, 'tools/misc/check_dataset.py', str(root), '--split', 'val',
+              '--workers', '1', '--out', str(tmp_path / 'bad.jsonl'), ok=False)
+    records = read_records(tmp_path / 'bad.jsonl')
+    assert [(r['path'], r['reason']) for r in records] == [
+        (str(frame), 'truncated JPEG: no end-of-image marker after the image data'),
+        (str(ann), f'annotation is 10x10 px, its frame {ann.stem}.jpg 320x192 px')]
+    assert '2 bad of 8 samples' in log
+
+
 def test_check_dataset_finds_exactly_the_bad_images(repo_root, bad_image_root,
                                                     bad_image_names, tmp_path):
     records, log = check_dataset(
