@@ -8,7 +8,7 @@ whose ``default_scope`` is ``mmpretrain`` *and* from one whose scope is ``mmdet`
 with no duplicated registration. See ``docs/registry.md``.
 """
 from mmengine.registry import (DATA_SAMPLERS, DATASETS, FUNCTIONS, HOOKS, LOOPS, METRICS,
-                               MODELS, TRANSFORMS)
+                               MODEL_WRAPPERS, MODELS, TRANSFORMS)
 
 __all__ = ['DATA_SAMPLERS', 'DATASETS', 'FUNCTIONS', 'HOOKS', 'LOOPS', 'METRICS',
-           'MODELS', 'TRANSFORMS']
+           'MODEL_WRAPPERS', 'MODELS', 'TRANSFORMS']

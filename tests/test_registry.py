@@ -19,6 +19,7 @@ COMPONENTS = [
     ('DATASETS', 'UAVDTDataset'), ('DATASETS', 'UAVDTDemoDataset'),
     ('METRICS', 'UAVDTMetric'),
     ('HOOKS', 'ResumableCheckpointHook'), ('HOOKS', 'DenseProbeHook'), ('LOOPS', 'ResumableEpochBasedTrainLoop'),
+    ('MODEL_WRAPPERS', 'FixedBucketDDP'),
     ('DATA_SAMPLERS', 'SeededSampler'), ('MODELS', 'DeviceViewPreprocessor'),
     ('TRANSFORMS', 'LoadImageLikeImageFolder'), ('FUNCTIONS', 'pack_images_collate'),
     ('FUNCTIONS', 'flsl_collate'), ('MODELS', 'MultiViewDataPreprocessor'),
@@ -34,7 +35,7 @@ SHADOWED = {('MODELS', 'DINO'): 'mmdet'}
 def _all_registered():
     names = set()
     for reg_name in ('MODELS', 'TRANSFORMS', 'HOOKS', 'DATASETS', 'METRICS', 'LOOPS',
-                     'DATA_SAMPLERS', 'FUNCTIONS'):
+                     'DATA_SAMPLERS', 'FUNCTIONS', 'MODEL_WRAPPERS'):
         registry = getattr(reg, reg_name)
         for key, cls in registry.module_dict.items():
             if cls.__module__.startswith('flsl_mm'):

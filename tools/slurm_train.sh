@@ -17,7 +17,14 @@
 #   - the job then requeues itself (scontrol requeue; submit it with sbatch
 #     --requeue) and the requeued job resumes from the newest good checkpoint of
 #     WORK_DIR (--resume is added; a first run without checkpoints starts afresh).
+#   - a step that fails (a node lost: its processes gone; srun --kill-on-bad-exit
+#     ends the other nodes' at once) is requeued the same way when it wrote a
+#     checkpoint since it started, and resumes from the last good one;
 #   REQUEUE=0 turns off the signal lead, the requeue and the automatic --resume.
+# Multi-node (docs/pretraining.md, "Multi-node"): the work dir must be on a file
+# system every node sees; the first node of the allocation is the rendezvous
+# (MASTER_PORT, default 29500, open between the nodes); on nodes with several
+# interfaces set GLOO_SOCKET_IFNAME / NCCL_SOCKET_IFNAME to the one they share.
 set -euo pipefail
 PARTITION=$1
 JOB_NAME=$2
@@ -71,6 +78,8 @@ else
     export FLSL_MM_REQUEUE=0
 fi
 
+STARTED=$(date +%s)
+set +e
 PYTHONPATH="$(dirname "$0")/..":${PYTHONPATH:-} \
 srun -p "${PARTITION}" \
     --job-name="${JOB_NAME}" \
@@ -83,3 +92,24 @@ srun -p "${PARTITION}" \
     ${SRUN_ARGS} \
     "$PY" -u "$(dirname "$0")/train.py" "${CONFIG}" --work-dir="${WORK_DIR}" \
     --launcher="slurm" ${PREEMPT_TRAIN[@]+"${PREEMPT_TRAIN[@]}"} "${@:5}"
+STATUS=$?
+set -e
+# A failed step (a node lost, a process killed: srun's --kill-on-bad-exit ends the
+# others) inside a requeueable batch job: requeue it to resume from the last good
+# checkpoint -- only when this run wrote one (made progress), so that a run that
+# fails at once is not started again forever. 75: preempted, train.py requeued it.
+if [ "$STATUS" != 0 ] && [ "$STATUS" != 75 ] && [ "$REQUEUE" = "1" ] && \
+        [ -n "${SLURM_JOB_ID:-}" ]; then
+    LAST="${WORK_DIR}/last_checkpoint"
+    if [ -f "$LAST" ] && [ "$(stat -c %Y "$LAST")" -ge "$STARTED" ]; then
+        echo "slurm_train.sh: the training step failed (exit status $STATUS) after" \
+             "writing $(cat "$LAST"); requeueing job ${SLURM_JOB_ID} to resume from" \
+             "the last good checkpoint" >&2
+        scontrol requeue "${SLURM_JOB_ID}" || echo "slurm_train.sh: scontrol" \
+            "requeue failed; resume with --resume" >&2
+    else
+        echo "slurm_train.sh: the training step failed (exit status $STATUS) without" \
+             "writing a checkpoint since it started; not requeued" >&2
+    fi
+fi
+exit "$STATUS"

@@ -169,6 +169,9 @@ def build_cfg(args) -> Config:
     if args.resume is not None:
         cfg.load_from = resume_checkpoint(cfg.work_dir, args.resume)
         cfg.resume = cfg.load_from is not None
+    if cfg.get('model_wrapper_cfg') is not None and 'find_unused_parameters' in cfg:
+        # mmengine reads the top-level key only when there is no model_wrapper_cfg
+        cfg.model_wrapper_cfg.find_unused_parameters = cfg.find_unused_parameters
     from flsl_mm.compat import cpu_ddp_wrapper_cfg, ops_preflight
     cpu_ddp_wrapper_cfg(cfg)
     ops_line = ops_preflight()
@@ -199,6 +202,8 @@ def main(argv=None):
     status = 0
     try:
         runner = Runner.from_cfg(cfg)
+        from flsl_mm.utils.dist import log_nodes
+        log_nodes()  # one line per node: its ranks, the rendezvous address
         if args.resume is not None:  # one checkpoint for all ranks: rank 0's
             from flsl_mm.engine.checkpoint_io import agree_on_resume
             agree_on_resume(runner, warn=lambda m: runner.logger.warning(m))

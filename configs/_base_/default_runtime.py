@@ -13,7 +13,10 @@ env_cfg = dict(
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
     # NCCL for GPUs; on a machine without CUDA flsl_mm.compat initialises the
     # process group with gloo instead (every config, demos included)
-    dist_cfg=dict(backend='nccl'),
+    # timeout: how long a collective waits for a lost peer before this rank fails
+    # (a node that crashed without closing its sockets): 10 minutes, above the
+    # longest wait of a healthy run (rank 0 writing a checkpoint, a validation)
+    dist_cfg=dict(backend='nccl', timeout=600),
 )
 vis_backends = [dict(type='LocalVisBackend')]
 log_processor = dict(window_size=10, by_epoch=True)

@@ -1,3 +1,4 @@
+from .fixed_bucket_ddp import FixedBucketDDP
 from .hooks.deferred_runtime_info_hook import DeferredRuntimeInfoHook
 from .hooks.dense_probe_hook import DenseProbeHook
 from .hooks.flsl_schedule_hook import DINOScheduleHook, FLSLScheduleHook
@@ -14,7 +15,7 @@ from .optimizers import (FLSLOptimWrapperConstructor,
 __all__ = [
     'DeferredRuntimeInfoHook', 'DenseProbeHook', 'FLSLScheduleHook', 'DINOScheduleHook', 'FreezeLastLayerHook', 'PerParamGradClipHook',
     'HostSyncHook', 'HostSyncError',
-    'NonFiniteLossHook', 'RNGStateHook', 'ResumableCheckpointHook',
+    'NonFiniteLossHook', 'RNGStateHook', 'FixedBucketDDP', 'ResumableCheckpointHook',
     'ResumableEpochBasedTrainLoop', 'FLSLTeacherUpdateHook',
     'LayerDecayOptimWrapperConstructor', 'FLSLOptimWrapperConstructor'
 ]

@@ -66,3 +66,39 @@ def _everyone_left_the_barrier(timeout_s: float = 60.0) -> None:
             time.sleep(0.01)
     except RuntimeError:  # the store went away: the others are gone already
         return
+
+
+def describe_nodes() -> list[str]:
+    """One line per node on which this job's processes run: the node, its ranks
+    and local ranks, the world size, the rendezvous address and the backend (for
+    the log of a multi-node run; docs/pretraining.md, "Multi-node"). A
+    collective: every rank must call it. Empty when not distributed."""
+    import os
+    import socket
+    if not is_distributed():
+        return []
+    mine = (socket.gethostname(), dist.get_rank(), int(os.environ.get('LOCAL_RANK', -1)))
+    everyone = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, mine)
+    nodes: dict[str, list] = {}
+    for host, rank, local in everyone:
+        nodes.setdefault(host, []).append((rank, local))
+    rendezvous = f'{os.environ.get("MASTER_ADDR")}:{os.environ.get("MASTER_PORT")}'
+    return [f'node {host}: ranks {[r for r, _ in ranks]}, local ranks '
+            f'{[lr for _, lr in ranks]} of world size {len(everyone)}; rendezvous '
+            f'{rendezvous}, backend {dist.get_backend()}'
+            for host, ranks in nodes.items()]
+
+
+def log_nodes() -> None:
+    """Print :func:`describe_nodes`' line of this node, once per node (by its
+    local rank 0), so that every node's log shows where its processes are."""
+    import os
+    import socket
+    lines = describe_nodes()
+    if os.environ.get('LOCAL_RANK', '0') != '0':
+        return
+    host = socket.gethostname()
+    for line in lines:
+        if line.startswith(f'node {host}:'):
+            print(f'flsl_mm distributed: {line}', flush=True)

@@ -8,6 +8,10 @@ visualizer = dict(type='UniversalVisualizer', vis_backends={{_base_.vis_backends
 # `custom_hooks`) keeps the others. The model refuses to train when the teacher
 # update or the schedule hook stops running. tau_t's schedule is configured in
 # `model.loss` (teacher_temp, warmup_teacher_temp, warmup_teacher_temp_epochs).
+# DDP with one gradient-bucket layout for the whole run: a resume with more than 2
+# processes stays bitwise (docs/pretraining.md, "Exact mid-epoch resume")
+model_wrapper_cfg = dict(type='FixedBucketDDP', broadcast_buffers=False,
+                         find_unused_parameters=False)
 default_hooks = dict(
     # mmengine's RuntimeInfoHook reads every output on the host every iteration;
     # this one buffers them on the device until a logged iteration (same logs)
