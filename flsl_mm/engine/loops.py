@@ -3,6 +3,7 @@ epoch and with loader workers (docs/pretraining.md, "Preemption and resume")."""
 from __future__ import annotations
 
 import copy
+import os.path as osp
 
 import torch
 from mmengine.dataset import DefaultSampler
@@ -217,8 +218,6 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
 
 def _apply_skip_list(dataset, skip_list: str) -> tuple[list[int], str]:
     """The indices of ``dataset`` not in the skip list, and the list's digest."""
-    import os.path as osp
-
     def norm(path: str) -> str:
         return osp.normpath(osp.abspath(path))
 

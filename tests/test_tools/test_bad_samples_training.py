@@ -106,7 +106,7 @@ def test_resume_after_the_first_bad_sample_is_exact(repo_root, full_run,
                 'default_hooks.checkpoint.interval_iters=2', ok=False, env=env,
                 config=config)
     assert 'test stop after writing iter_2.pth' in log
-    assert [r for r in records(tmp_path)] == [
+    assert records(tmp_path) == [
         r for r in records(work) if r['iteration'] <= 2]
     log = train(repo_root, tmp_path, bad_image_root,
                 'default_hooks.checkpoint.interval_iters=2',
